@@ -1,0 +1,221 @@
+//! Attachment storage on local disk. Files are streamed to a temporary file while their SHA-256
+//! is computed, fsynced, then renamed into place: memory use does not depend on file size, and a
+//! crash never leaves a half-written attachment under its final name.
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use tokio::fs;
+use tokio::io::AsyncWriteExt;
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("le fichier dépasse la taille maximale autorisée ({limit} octets)")]
+    TooLarge { limit: u64 },
+    #[error("le fichier est vide")]
+    Empty,
+    #[error("erreur de stockage : {0}")]
+    Io(#[from] std::io::Error),
+    #[error("lecture interrompue : {0}")]
+    Body(String),
+    #[error("clé de stockage invalide")]
+    InvalidKey,
+}
+
+/// What was stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredFile {
+    pub storage_key: String,
+    pub size: u64,
+    pub sha256: String,
+    /// The first bytes, for media-type sniffing.
+    pub head: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    root: PathBuf,
+    max_size: u64,
+}
+
+const SNIFF_BYTES: usize = 512;
+
+impl FileStore {
+    pub async fn open(root: impl Into<PathBuf>, max_size: u64) -> Result<FileStore, FileError> {
+        let root = root.into();
+        fs::create_dir_all(root.join("tmp")).await?;
+        Ok(FileStore { root, max_size })
+    }
+
+    pub fn max_size(&self) -> u64 {
+        self.max_size
+    }
+
+    fn path_of(&self, key: &str) -> Result<PathBuf, FileError> {
+        // Keys are generated here (two hex levels then a UUID); refuse anything else so that a
+        // forged key cannot walk the file system.
+        let valid = key.len() < 80 && key.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-' || b == b'/');
+        if !valid || key.contains("..") {
+            return Err(FileError::InvalidKey);
+        }
+        Ok(self.root.join(key))
+    }
+
+    /// Streams `body` to storage, hashing on the way; refuses it past the size limit.
+    pub async fn store_stream<S, E>(&self, mut body: S) -> Result<StoredFile, FileError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let id = Uuid::now_v7().simple().to_string();
+        let temp_path = self.root.join("tmp").join(&id);
+        let result = async {
+            let mut file = fs::File::create(&temp_path).await?;
+            let mut hasher = Sha256::new();
+            let mut size: u64 = 0;
+            let mut head = Vec::with_capacity(SNIFF_BYTES);
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| FileError::Body(e.to_string()))?;
+                size += chunk.len() as u64;
+                if size > self.max_size {
+                    return Err(FileError::TooLarge { limit: self.max_size });
+                }
+                if head.len() < SNIFF_BYTES {
+                    let take = (SNIFF_BYTES - head.len()).min(chunk.len());
+                    head.extend_from_slice(&chunk[..take]);
+                }
+                hasher.update(&chunk);
+                file.write_all(&chunk).await?;
+            }
+            if size == 0 {
+                return Err(FileError::Empty);
+            }
+            file.sync_all().await?;
+            Ok((size, hex::encode(hasher.finalize()), head))
+        }
+        .await;
+        let (size, sha256, head) = match result {
+            Ok(done) => done,
+            Err(error) => {
+                let _ = fs::remove_file(&temp_path).await;
+                return Err(error);
+            }
+        };
+        let storage_key = format!("{}/{}/{}", &sha256[..2], &sha256[2..4], id);
+        let final_path = self.path_of(&storage_key)?;
+        if let Some(parent) = final_path.parent() {
+            fs::create_dir_all(parent).await?;
+        }
+        fs::rename(&temp_path, &final_path).await?;
+        Ok(StoredFile { storage_key, size, sha256, head })
+    }
+
+    pub async fn store_bytes(&self, bytes: Vec<u8>) -> Result<StoredFile, FileError> {
+        let stream = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(bytes))]);
+        self.store_stream(stream).await
+    }
+
+    /// Opens a stored file for streaming back.
+    pub async fn open_file(&self, key: &str) -> Result<fs::File, FileError> {
+        Ok(fs::File::open(self.path_of(key)?).await?)
+    }
+
+    pub async fn read(&self, key: &str) -> Result<Vec<u8>, FileError> {
+        Ok(fs::read(self.path_of(key)?).await?)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+/// The media type of a file from its first bytes; the declared type is only trusted when the
+/// content does not contradict it.
+pub fn sniff_media_type(head: &[u8], declared: Option<&str>) -> String {
+    let sniffed = if head.starts_with(b"%PDF-") {
+        Some("application/pdf")
+    } else if head.starts_with(&[0x89, b'P', b'N', b'G']) {
+        Some("image/png")
+    } else if head.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Some("image/jpeg")
+    } else if head.starts_with(b"GIF8") {
+        Some("image/gif")
+    } else if head.starts_with(b"PK\x03\x04") {
+        // Office documents are zip files; keep a declared OOXML/ODF type, else call it zip.
+        match declared {
+            Some(d) if d.starts_with("application/vnd.") => None,
+            _ => Some("application/zip"),
+        }
+    } else {
+        None
+    };
+    match (sniffed, declared) {
+        (Some(sniffed), _) => sniffed.to_string(),
+        (None, Some(declared)) if !declared.is_empty() && !is_active_content(declared) && declared.len() < 128 => {
+            declared.split(';').next().unwrap_or(declared).trim().to_ascii_lowercase()
+        }
+        _ => {
+            if std::str::from_utf8(head).is_ok() {
+                "text/plain".to_string()
+            } else {
+                "application/octet-stream".to_string()
+            }
+        }
+    }
+}
+
+/// Types a browser would execute: never stored as such.
+fn is_active_content(media_type: &str) -> bool {
+    let lower = media_type.to_ascii_lowercase();
+    lower.contains("html") || lower.contains("javascript") || lower.contains("svg") || lower.contains("xml")
+}
+
+/// A filename safe to store and to send back in Content-Disposition: no path, no control
+/// characters, no leading dots, at most 180 characters.
+pub fn sanitize_filename(raw: &str) -> String {
+    let base = raw.rsplit(['/', '\\']).next().unwrap_or("");
+    let cleaned: String = base
+        .chars()
+        .filter(|c| !c.is_control())
+        .map(|c| if matches!(c, '<' | '>' | ':' | '"' | '|' | '?' | '*' | ';') { '_' } else { c })
+        .collect();
+    let trimmed = cleaned.trim().trim_start_matches('.').trim();
+    let mut name: String = trimmed.chars().take(180).collect();
+    if name.is_empty() {
+        name = "document".to_string();
+    }
+    name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn streams_hashes_and_limits() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FileStore::open(dir.path(), 10).await.expect("open");
+        let stored = store.store_bytes(b"abc".to_vec()).await.expect("stored");
+        assert_eq!(stored.sha256, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(store.read(&stored.storage_key).await.expect("read"), b"abc");
+        assert!(matches!(store.store_bytes(vec![0; 11]).await, Err(FileError::TooLarge { limit: 10 })));
+        assert!(matches!(store.store_bytes(Vec::new()).await, Err(FileError::Empty)));
+        // Nothing is left behind by refused uploads.
+        let leftovers = std::fs::read_dir(dir.path().join("tmp")).expect("tmp").count();
+        assert_eq!(leftovers, 0);
+        assert!(matches!(store.read("../../etc/passwd").await, Err(FileError::InvalidKey)));
+    }
+
+    #[test]
+    fn sniffing_and_names() {
+        assert_eq!(sniff_media_type(b"%PDF-1.7", Some("text/html")), "application/pdf");
+        assert_eq!(sniff_media_type(b"<html>", Some("text/html")), "text/plain");
+        assert_eq!(sniff_media_type(b"hello", Some("text/csv; charset=utf-8")), "text/csv");
+        assert_eq!(sanitize_filename("../../etc/passwd"), "passwd");
+        assert_eq!(sanitize_filename("C:\\Users\\x\\PV n°12.pdf"), "PV n°12.pdf");
+        assert_eq!(sanitize_filename("..\u{0}"), "document");
+        assert_eq!(sanitize_filename("a<b>.pdf"), "a_b_.pdf");
+    }
+}

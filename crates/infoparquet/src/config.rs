@@ -1,0 +1,82 @@
+//! Configuration: built-in defaults, then a TOML file, then `INFOPARQUET__…` environment
+//! variables (e.g. `INFOPARQUET__DATABASE_URL=postgres://…`). Secrets are never logged.
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Config {
+    /// `sqlite:./infoparquet.db` (embedded, the default) or `postgres://user:pass@host/db`.
+    pub database_url: String,
+    /// Where attachments are stored.
+    pub data_dir: PathBuf,
+    /// Address and port the server listens on.
+    pub listen: String,
+    /// The address people use to reach the service (links in receipts and e-mails).
+    pub public_url: String,
+    /// Largest accepted attachment, in bytes (default 1 GiB).
+    pub max_upload_bytes: u64,
+    /// Send cookies with the Secure flag (set to true behind HTTPS).
+    pub secure_cookies: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            database_url: "sqlite:./infoparquet.db".into(),
+            data_dir: PathBuf::from("./data"),
+            listen: "127.0.0.1:8080".into(),
+            public_url: "http://127.0.0.1:8080".into(),
+            max_upload_bytes: 1 << 30,
+            secure_cookies: false,
+        }
+    }
+}
+
+impl Config {
+    pub fn load(file: Option<&Path>) -> Result<Config, figment::Error> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        let default_file = Path::new("infoparquet.toml");
+        match file {
+            Some(path) => figment = figment.merge(Toml::file_exact(path)),
+            None if default_file.exists() => figment = figment.merge(Toml::file(default_file)),
+            None => {}
+        }
+        figment.merge(Env::prefixed("INFOPARQUET__").split("__").lowercase(true)).extract()
+    }
+
+    /// The database URL without its password, for logs.
+    pub fn database_for_display(&self) -> String {
+        match self.database_url.split_once('@') {
+            Some((credentials, host)) if credentials.contains("://") => {
+                let scheme = credentials.split("://").next().unwrap_or("postgres");
+                format!("{scheme}://…@{host}")
+            }
+            _ => self.database_url.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_file_and_environment() {
+        figment::Jail::expect_with(|jail| {
+            let config = Config::load(None)?;
+            assert_eq!(config.listen, "127.0.0.1:8080");
+            assert_eq!(config.database_url, "sqlite:./infoparquet.db");
+            jail.create_file("custom.toml", "listen = \"0.0.0.0:9000\"\nmax_upload_bytes = 1000")?;
+            jail.set_env("INFOPARQUET__DATABASE_URL", "postgres://u:secret@db/ip");
+            let config = Config::load(Some(Path::new("custom.toml")))?;
+            assert_eq!(config.listen, "0.0.0.0:9000");
+            assert_eq!(config.max_upload_bytes, 1000);
+            assert_eq!(config.database_url, "postgres://u:secret@db/ip");
+            assert!(!config.database_for_display().contains("secret"));
+            Ok(())
+        });
+    }
+}

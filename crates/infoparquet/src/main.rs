@@ -1,0 +1,342 @@
+//! `infoparquet`: the portal and API between French administrations and the parquets.
+
+mod config;
+mod demo;
+
+use anyhow::{bail, Context};
+use chrono::{Duration, Utc};
+use clap::{Parser, Subcommand, ValueEnum};
+use config::Config;
+use std::path::PathBuf;
+use store::Store;
+use uuid::Uuid;
+
+#[derive(Parser)]
+#[command(
+    name = "infoparquet",
+    version,
+    about = "Info Parquet — saisines des administrations au procureur de la République",
+    long_about = "Info Parquet relays referrals (saisines) from French administrations to the parquets, \
+with signed receipts, a journal of every action and urgency circuits.\n\n\
+First time? Run `infoparquet demo`: it creates a local database with realistic data and serves \
+it on http://127.0.0.1:8080.\n\n\
+Configuration comes from built-in defaults, then ./infoparquet.toml (or --config FILE), then \
+environment variables such as INFOPARQUET__DATABASE_URL, INFOPARQUET__DATA_DIR, \
+INFOPARQUET__LISTEN, INFOPARQUET__PUBLIC_URL, INFOPARQUET__MAX_UPLOAD_BYTES."
+)]
+struct Cli {
+    /// TOML configuration file (default: ./infoparquet.toml when present).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the web server (pages and API). Applies pending migrations first.
+    Serve {
+        /// Address to listen on, e.g. 127.0.0.1:8080 (overrides the configuration).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Create or update the database schema and load the built-in reference data, then exit.
+    Migrate,
+    /// The newcomer's first command: set up a local database with demo data, print the demo
+    /// accounts and serve on http://127.0.0.1:8080. Safe to run again.
+    Demo {
+        #[arg(long)]
+        listen: Option<String>,
+        /// Seed the demo data and exit without serving.
+        #[arg(long)]
+        no_serve: bool,
+    },
+    /// Load an official reference file.
+    Import {
+        #[command(subcommand)]
+        what: ImportCommand,
+    },
+    /// Manage user accounts.
+    Users {
+        #[command(subcommand)]
+        action: UsersCommand,
+    },
+    /// Manage API tokens.
+    Token {
+        #[command(subcommand)]
+        action: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// The Ministry's "juridictions compétentes pour les communes" CSV (UTF-8 or cp1252).
+    /// A file that fails the known-commune checks (e.g. shifted rows) is refused whole.
+    Competences { file: PathBuf },
+    /// The Ministry's NATINF CSV (UTF-8, Latin-1 or cp850): inserts new codes, updates others.
+    Natinf { file: PathBuf },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RoleArg {
+    Agent,
+    Referent,
+    Clerk,
+    Prosecutor,
+    Admin,
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Create a local account. The organisation is found by SIRET (administrations), by court
+    /// code (parquets, see the SRJ code in /api/v1/reference/parquets) or is the platform (admin).
+    Create {
+        #[arg(long)]
+        email: String,
+        /// Full name as shown to others.
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// SIRET of the administration (agents and référents).
+        #[arg(long)]
+        siret: Option<String>,
+        /// Name of the administration, to create it when its SIRET is new.
+        #[arg(long)]
+        organisation_name: Option<String>,
+        /// Court code of the parquet (clerks and prosecutors).
+        #[arg(long)]
+        court_code: Option<String>,
+        /// Password; when absent a random one is generated and printed.
+        #[arg(long, env = "INFOPARQUET_NEW_USER_PASSWORD")]
+        password: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ScopeArg {
+    Read,
+    Write,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create an API token for a user; the token is printed alone on the last line.
+    Create {
+        #[arg(long)]
+        email: String,
+        /// A name to recognise the token by (e.g. the calling system).
+        #[arg(long, default_value = "cli")]
+        name: String,
+        #[arg(long, value_enum, default_value = "write")]
+        scope: ScopeArg,
+        /// Validity in days.
+        #[arg(long, default_value_t = 365)]
+        days: i64,
+    },
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let store = Store::connect(&config.database_url)
+        .await
+        .with_context(|| format!("cannot open the database {}", config.database_for_display()))?;
+    store.migrate().await.context("cannot apply the database migrations")?;
+    store.load_reference_data().await.context("cannot load the reference data")?;
+    Ok(store)
+}
+
+pub async fn app_state(config: &Config, store: Store) -> anyhow::Result<web::AppState> {
+    let files = files::FileStore::open(&config.data_dir, config.max_upload_bytes)
+        .await
+        .with_context(|| format!("cannot use the attachment directory {}", config.data_dir.display()))?;
+    Ok(web::AppState::new(
+        store,
+        files,
+        web::WebConfig { public_url: config.public_url.clone(), secure_cookies: config.secure_cookies },
+    ))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+pub async fn serve(config: &Config, state: web::AppState, listen: &str) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(address = %listen, database = %config.database_for_display(), "Info Parquet is serving");
+    web::serve(listener, state, shutdown_signal()).await?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    init_logging();
+    let cli = Cli::parse();
+    let config = Config::load(cli.config.as_deref()).context("invalid configuration")?;
+    match cli.command {
+        Command::Serve { listen } => {
+            let store = open_store(&config).await?;
+            let state = app_state(&config, store).await?;
+            serve(&config, state, listen.as_deref().unwrap_or(&config.listen)).await
+        }
+        Command::Migrate => {
+            let store = open_store(&config).await?;
+            let counts = store.reference_counts().await?;
+            println!(
+                "Database {} is up to date: {} communes, {} parquets, {} NATINF offences, {} dismissal reasons, competences {} official / {} estimated.",
+                config.database_for_display(),
+                counts.communes,
+                counts.parquets,
+                counts.offences,
+                counts.dismissal_reasons,
+                counts.competences_official,
+                counts.competences_estimated
+            );
+            Ok(())
+        }
+        Command::Demo { listen, no_serve } => {
+            let store = open_store(&config).await?;
+            let state = app_state(&config, store).await?;
+            demo::seed(&state).await?;
+            demo::print_accounts(&config);
+            if no_serve {
+                return Ok(());
+            }
+            serve(&config, state, listen.as_deref().unwrap_or(&config.listen)).await
+        }
+        Command::Import { what } => {
+            let store = open_store(&config).await?;
+            match what {
+                ImportCommand::Competences { file } => {
+                    let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+                    match store.import_competences(&bytes).await {
+                        Ok(count) => println!("{count} communes now have their official competent parquet."),
+                        Err(store::ImportFailure::File(error)) => bail!("file refused, nothing was changed: {error}"),
+                        Err(store::ImportFailure::Store(error)) => return Err(error.into()),
+                    }
+                }
+                ImportCommand::Natinf { file } => {
+                    let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+                    let text = store::decode_legacy_text(&bytes);
+                    let offences = match store::parse_offences(&text) {
+                        Ok(offences) => offences,
+                        Err(error) => bail!("file refused, nothing was changed: {error}"),
+                    };
+                    store.upsert_offences(&offences).await?;
+                    println!("{} NATINF offences imported.", offences.len());
+                }
+            }
+            Ok(())
+        }
+        Command::Users { action: UsersCommand::Create { email, name, role, siret, organisation_name, court_code, password } } => {
+            let store = open_store(&config).await?;
+            let role = match role {
+                RoleArg::Agent => domain::Role::Agent,
+                RoleArg::Referent => domain::Role::Referent,
+                RoleArg::Clerk => domain::Role::Clerk,
+                RoleArg::Prosecutor => domain::Role::Prosecutor,
+                RoleArg::Admin => domain::Role::Admin,
+            };
+            let organisation = match role.organisation_kind() {
+                domain::OrganisationKind::Administration => {
+                    let siret: domain::Siret = siret
+                        .context("--siret is required for agents and référents")?
+                        .parse()
+                        .map_err(|e| anyhow::anyhow!("invalid SIRET: {e}"))?;
+                    match store.organisation_by_siret(siret.as_str()).await? {
+                        Some(organisation) => organisation,
+                        None => {
+                            let name = organisation_name.context("this SIRET is new: give --organisation-name to create the administration")?;
+                            store
+                                .upsert_organisation(&store::Organisation {
+                                    id: Uuid::now_v7(),
+                                    kind: "administration".into(),
+                                    name,
+                                    siret: Some(siret.to_string()),
+                                    court_code: None,
+                                    departement: None,
+                                    requires_validation: false,
+                                    created_at: Utc::now(),
+                                })
+                                .await?
+                        }
+                    }
+                }
+                domain::OrganisationKind::Parquet => {
+                    let code = court_code.context("--court-code is required for clerks and prosecutors")?;
+                    store.organisation_by_court_code(&code).await?.with_context(|| format!("no parquet has court code {code}"))?
+                }
+                domain::OrganisationKind::Platform => demo::platform_organisation(&store).await?,
+            };
+            let (password, generated) = match password {
+                Some(password) if password.chars().count() >= 12 => (password, false),
+                Some(_) => bail!("the password must have at least 12 characters"),
+                None => (web::auth::random_secret(), true),
+            };
+            let user = store::User {
+                id: Uuid::now_v7(),
+                organisation_id: organisation.id,
+                email: email.trim().to_lowercase(),
+                display_name: name,
+                role: role.as_str().into(),
+                password_hash: Some(web::auth::hash_password(&password).map_err(|e| anyhow::anyhow!("{e}"))?),
+                active: true,
+                created_at: Utc::now(),
+            };
+            store.create_user(&user).await?;
+            println!("User {} created ({}, {}).", user.email, role.label_fr(), organisation.name);
+            if generated {
+                println!("Generated password (shown once): {password}");
+            }
+            Ok(())
+        }
+        Command::Token { action: TokenCommand::Create { email, name, scope, days } } => {
+            let store = open_store(&config).await?;
+            let user = store.user_by_email(&email).await?.with_context(|| format!("no user has the e-mail {email}"))?;
+            if days < 1 {
+                bail!("--days must be at least 1");
+            }
+            let token = web::auth::new_api_token();
+            let now = Utc::now();
+            let record = store::ApiToken {
+                id: Uuid::now_v7(),
+                user_id: user.id,
+                name,
+                scope: match scope {
+                    ScopeArg::Read => "read".into(),
+                    ScopeArg::Write => "write".into(),
+                },
+                created_at: now,
+                expires_at: Some(now + Duration::days(days)),
+                revoked_at: None,
+                last_used_at: None,
+            };
+            store.create_api_token(&record, &web::auth::sha256_hex(&token)).await?;
+            eprintln!("Token for {} ({}), valid {days} days. It is shown once; store it safely.", user.email, record.scope);
+            println!("{token}");
+            Ok(())
+        }
+    }
+}

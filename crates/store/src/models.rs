@@ -1,0 +1,299 @@
+//! Rows as the rest of the platform sees them.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::types::Json;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct Organisation {
+    pub id: Uuid,
+    pub kind: String,
+    pub name: String,
+    pub siret: Option<String>,
+    pub court_code: Option<String>,
+    pub departement: Option<String>,
+    pub requires_validation: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct User {
+    pub id: Uuid,
+    pub organisation_id: Uuid,
+    pub email: String,
+    pub display_name: String,
+    pub role: String,
+    #[serde(skip)]
+    pub password_hash: Option<String>,
+    pub active: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct ApiToken {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub name: String,
+    pub scope: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ParquetRef {
+    pub id: Uuid,
+    pub name: String,
+    pub competence: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CommuneHit {
+    pub insee: String,
+    pub name: String,
+    pub departement: String,
+    pub postal_codes: Vec<String>,
+    pub parquet: Option<ParquetRef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct Offence {
+    pub code: i64,
+    pub nature: String,
+    pub label: String,
+    pub defined_by: String,
+    pub punished_by: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct DismissalReason {
+    pub code: String,
+    pub label: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct ParquetSummary {
+    pub id: Uuid,
+    pub name: String,
+    pub court_code: Option<String>,
+    pub departement: Option<String>,
+}
+
+/// A person or organisation named in a referral.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, sqlx::FromRow)]
+pub struct Party {
+    pub role: String,
+    pub kind: String,
+    pub last_name: Option<String>,
+    pub first_names: Option<String>,
+    pub birth_date: Option<NaiveDate>,
+    pub name: Option<String>,
+    pub siren: Option<String>,
+    pub siret: Option<String>,
+    pub address: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct Attachment {
+    pub id: Uuid,
+    pub referral_id: Uuid,
+    pub filename: String,
+    pub media_type: String,
+    pub size: i64,
+    pub sha256: String,
+    pub kind: String,
+    #[serde(skip)]
+    pub storage_key: String,
+    pub uploaded_by: Uuid,
+    pub uploaded_at: DateTime<Utc>,
+}
+
+/// The fields a sender writes; everything else is set by the platform.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ReferralContent {
+    pub kind: String,
+    pub urgency: String,
+    pub title: String,
+    pub facts: String,
+    pub administration_reference: Option<String>,
+    pub facts_started_on: Option<NaiveDate>,
+    pub facts_ended_on: Option<NaiveDate>,
+    pub commune_insee: Option<String>,
+    pub address: Option<String>,
+    pub parquet_id: Option<Uuid>,
+    pub competence: Option<String>,
+    pub competence_reason: Option<String>,
+    pub limitation_date: Option<NaiveDate>,
+    pub offence_codes: Vec<i64>,
+    pub parties: Vec<Party>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    pub kind: String,
+    pub reason_code: Option<String>,
+    pub measure: Option<String>,
+    pub mode: Option<String>,
+    pub comment: Option<String>,
+    pub hearing_date: Option<NaiveDate>,
+    pub decided_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Judgement {
+    pub date: NaiveDate,
+    pub outcome: String,
+    pub summary: Option<String>,
+    pub appeal: bool,
+}
+
+/// The referral row itself.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct ReferralRow {
+    pub id: Uuid,
+    pub reference: Option<String>,
+    pub status: String,
+    pub kind: String,
+    pub urgency: String,
+    pub title: String,
+    pub facts: String,
+    pub administration_reference: Option<String>,
+    pub facts_started_on: Option<NaiveDate>,
+    pub facts_ended_on: Option<NaiveDate>,
+    pub commune_insee: Option<String>,
+    pub address: Option<String>,
+    pub administration_id: Uuid,
+    pub author_id: Uuid,
+    pub parquet_id: Option<Uuid>,
+    pub competence: Option<String>,
+    pub competence_reason: Option<String>,
+    pub assigned_to: Option<Uuid>,
+    pub parquet_number: Option<String>,
+    pub limitation_date: Option<NaiveDate>,
+    pub decision: Option<Json<Decision>>,
+    pub judgement: Option<Json<Judgement>>,
+    pub status_before_complement: Option<String>,
+    pub verification_code: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub submitted_at: Option<DateTime<Utc>>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub registered_at: Option<DateTime<Utc>>,
+    pub decided_at: Option<DateTime<Utc>>,
+}
+
+/// A referral with everything attached to it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Referral {
+    pub row: ReferralRow,
+    pub administration: Organisation,
+    pub parquet: Option<Organisation>,
+    pub offence_codes: Vec<i64>,
+    pub parties: Vec<Party>,
+    pub attachments: Vec<Attachment>,
+}
+
+/// One line of a list of referrals.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct ReferralSummary {
+    pub id: Uuid,
+    pub reference: Option<String>,
+    pub status: String,
+    pub kind: String,
+    pub urgency: String,
+    pub title: String,
+    pub administration_id: Uuid,
+    pub administration_name: String,
+    pub parquet_id: Option<Uuid>,
+    pub parquet_name: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub submitted_at: Option<DateTime<Utc>>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub registered_at: Option<DateTime<Utc>>,
+    pub limitation_date: Option<NaiveDate>,
+}
+
+/// Which referrals a list may contain (the caller's scope) and which it should (the filters).
+#[derive(Debug, Clone, Default)]
+pub struct ReferralFilter {
+    pub administration_id: Option<Uuid>,
+    pub author_id: Option<Uuid>,
+    pub parquet_id: Option<Uuid>,
+    /// Parquets never see drafts nor referrals awaiting the référent's validation.
+    pub sent_only: bool,
+    pub assigned_to: Option<Uuid>,
+    pub status: Option<String>,
+    pub urgency: Option<String>,
+    pub query: Option<String>,
+    /// Keyset pagination: only referrals created strictly before this (created_at, id).
+    pub before: Option<(DateTime<Utc>, Uuid)>,
+    pub limit: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct Event {
+    pub id: Uuid,
+    pub referral_id: Uuid,
+    pub at: DateTime<Utc>,
+    #[sqlx(rename = "type")]
+    pub event_type: String,
+    pub audience: String,
+    pub actor_id: Option<Uuid>,
+    pub actor_name: String,
+    pub actor_role: String,
+    pub actor_organisation: String,
+    pub summary: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct Message {
+    pub id: Uuid,
+    pub referral_id: Uuid,
+    pub internal: bool,
+    pub author_id: Uuid,
+    pub author_name: String,
+    pub author_role: String,
+    pub author_organisation: String,
+    pub body: String,
+    pub at: DateTime<Utc>,
+}
+
+/// The person behind an action, as written into the journal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActorInfo {
+    pub user_id: Option<Uuid>,
+    pub name: String,
+    pub role: String,
+    pub organisation: String,
+}
+
+/// What a state change writes to the referral. Fields left `None` are not touched.
+#[derive(Debug, Clone, Default)]
+pub struct ReferralUpdate {
+    pub status: Option<String>,
+    pub reference: Option<String>,
+    pub verification_code: Option<String>,
+    pub submitted_at: Option<DateTime<Utc>>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub registered_at: Option<DateTime<Utc>>,
+    pub decided_at: Option<DateTime<Utc>>,
+    pub parquet_number: Option<String>,
+    pub parquet_id: Option<Uuid>,
+    pub competence: Option<String>,
+    pub assigned_to: Option<Uuid>,
+    pub decision: Option<Decision>,
+    pub judgement: Option<Judgement>,
+    pub status_before_complement: Option<Option<String>>,
+    /// A transfer starts the receiving parquet's clock afresh.
+    pub clear_parquet_progress: bool,
+}
+
+/// An entry for the timeline, written in the same transaction as the change it describes.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub event_type: String,
+    pub audience: String,
+    pub summary: String,
+}

@@ -1,0 +1,415 @@
+//! Referrals, their parties, offences, attachments, timeline and messages.
+
+use crate::{
+    on_pool, ActorInfo, Attachment, Event, Message, NewEvent, Organisation, Party, Referral, ReferralContent, ReferralFilter,
+    ReferralRow, ReferralSummary, ReferralUpdate, Store, StoreError, StoreResult,
+};
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+use uuid::Uuid;
+
+const REFERRAL_COLUMNS: &str = "id, reference, status, kind, urgency, title, facts, administration_reference, \
+    facts_started_on, facts_ended_on, commune_insee, address, administration_id, author_id, parquet_id, competence, \
+    competence_reason, assigned_to, parquet_number, limitation_date, decision, judgement, status_before_complement, \
+    verification_code, created_at, updated_at, submitted_at, acknowledged_at, registered_at, decided_at";
+
+const ATTACHMENT_COLUMNS: &str =
+    "id, referral_id, filename, media_type, size, sha256, kind, storage_key, uploaded_by, uploaded_at";
+
+/// Writes the content's offences and parties, replacing earlier ones (drafts only).
+macro_rules! write_children {
+    ($tx:expr, $id:expr, $content:expr) => {{
+        sqlx::query("DELETE FROM referral_offences WHERE referral_id = $1").bind($id).execute(&mut *$tx).await?;
+        sqlx::query("DELETE FROM parties WHERE referral_id = $1").bind($id).execute(&mut *$tx).await?;
+        let mut codes = $content.offence_codes.clone();
+        codes.sort_unstable();
+        codes.dedup();
+        for code in codes {
+            sqlx::query("INSERT INTO referral_offences (referral_id, code) VALUES ($1, $2)")
+                .bind($id)
+                .bind(code)
+                .execute(&mut *$tx)
+                .await?;
+        }
+        for (position, party) in $content.parties.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO parties (id, referral_id, position, role, kind, last_name, first_names, birth_date, name, siren, siret, address) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            )
+            .bind(Uuid::now_v7())
+            .bind($id)
+            .bind(position as i64)
+            .bind(&party.role)
+            .bind(&party.kind)
+            .bind(&party.last_name)
+            .bind(&party.first_names)
+            .bind(party.birth_date)
+            .bind(&party.name)
+            .bind(&party.siren)
+            .bind(&party.siret)
+            .bind(&party.address)
+            .execute(&mut *$tx)
+            .await?;
+        }
+    }};
+}
+
+/// Appends a timeline entry inside the current transaction.
+macro_rules! write_event {
+    ($tx:expr, $id:expr, $at:expr, $actor:expr, $event:expr) => {{
+        sqlx::query(
+            "INSERT INTO events (id, referral_id, at, type, audience, actor_id, actor_name, actor_role, actor_organisation, summary) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(Uuid::now_v7())
+        .bind($id)
+        .bind($at)
+        .bind(&$event.event_type)
+        .bind(&$event.audience)
+        .bind($actor.user_id)
+        .bind(&$actor.name)
+        .bind(&$actor.role)
+        .bind(&$actor.organisation)
+        .bind(&$event.summary)
+        .execute(&mut *$tx)
+        .await?;
+    }};
+}
+
+impl Store {
+    /// Creates a referral (a draft, or, for seeding and imports, in any status) with its first
+    /// timeline entry.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn create_referral(
+        &self,
+        id: Uuid,
+        administration_id: Uuid,
+        author_id: Uuid,
+        status: &str,
+        content: &ReferralContent,
+        now: DateTime<Utc>,
+        actor: &ActorInfo,
+        event: &NewEvent,
+    ) -> StoreResult<()> {
+        let sql = "INSERT INTO referrals (id, status, kind, urgency, title, facts, administration_reference, facts_started_on, \
+            facts_ended_on, commune_insee, address, administration_id, author_id, parquet_id, competence, competence_reason, \
+            limitation_date, created_at, updated_at) \
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18)";
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(sql)
+                .bind(id)
+                .bind(status)
+                .bind(&content.kind)
+                .bind(&content.urgency)
+                .bind(&content.title)
+                .bind(&content.facts)
+                .bind(&content.administration_reference)
+                .bind(content.facts_started_on)
+                .bind(content.facts_ended_on)
+                .bind(&content.commune_insee)
+                .bind(&content.address)
+                .bind(administration_id)
+                .bind(author_id)
+                .bind(content.parquet_id)
+                .bind(&content.competence)
+                .bind(&content.competence_reason)
+                .bind(content.limitation_date)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            write_children!(tx, id, content);
+            write_event!(tx, id, now, actor, event);
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(())
+        })?;
+        Ok(())
+    }
+
+    /// Replaces the sender's content of a referral that is still a draft. Returns false when the
+    /// referral is no longer a draft (the caller answers 409), so a concurrent submit never sees
+    /// its content change underneath it.
+    pub async fn update_draft(&self, id: Uuid, content: &ReferralContent, now: DateTime<Utc>) -> StoreResult<bool> {
+        let sql = "UPDATE referrals SET kind = $2, urgency = $3, title = $4, facts = $5, administration_reference = $6, \
+            facts_started_on = $7, facts_ended_on = $8, commune_insee = $9, address = $10, parquet_id = $11, competence = $12, \
+            competence_reason = $13, limitation_date = $14, updated_at = $15 WHERE id = $1 AND status = 'draft'";
+        let updated = on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let result = sqlx::query(sql)
+                .bind(id)
+                .bind(&content.kind)
+                .bind(&content.urgency)
+                .bind(&content.title)
+                .bind(&content.facts)
+                .bind(&content.administration_reference)
+                .bind(content.facts_started_on)
+                .bind(content.facts_ended_on)
+                .bind(&content.commune_insee)
+                .bind(&content.address)
+                .bind(content.parquet_id)
+                .bind(&content.competence)
+                .bind(&content.competence_reason)
+                .bind(content.limitation_date)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            if result.rows_affected() == 0 {
+                return Ok(false);
+            }
+            write_children!(tx, id, content);
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(true)
+        })?;
+        Ok(updated)
+    }
+
+    pub async fn referral_row(&self, id: Uuid) -> StoreResult<Option<ReferralRow>> {
+        let sql = format!("SELECT {REFERRAL_COLUMNS} FROM referrals WHERE id = $1");
+        Ok(on_pool!(self, |pool| sqlx::query_as(&sql).bind(id).fetch_optional(pool).await)?)
+    }
+
+    /// A referral with its organisations, offences, parties and attachments.
+    pub async fn referral(&self, id: Uuid) -> StoreResult<Option<Referral>> {
+        let Some(row) = self.referral_row(id).await? else { return Ok(None) };
+        let administration: Organisation = self
+            .organisation(row.administration_id)
+            .await?
+            .ok_or(StoreError::Reference("referral without administration".into()))?;
+        let parquet = match row.parquet_id {
+            Some(parquet_id) => self.organisation(parquet_id).await?,
+            None => None,
+        };
+        let (offence_codes, parties, attachments) = on_pool!(self, |pool| {
+            let codes: Vec<i64> = sqlx::query_scalar("SELECT code FROM referral_offences WHERE referral_id = $1 ORDER BY code")
+                .bind(id)
+                .fetch_all(pool)
+                .await?;
+            let parties: Vec<Party> = sqlx::query_as(
+                "SELECT role, kind, last_name, first_names, birth_date, name, siren, siret, address FROM parties \
+                 WHERE referral_id = $1 ORDER BY position",
+            )
+            .bind(id)
+            .fetch_all(pool)
+            .await?;
+            let attachments: Vec<Attachment> = sqlx::query_as(&format!(
+                "SELECT {ATTACHMENT_COLUMNS} FROM attachments WHERE referral_id = $1 ORDER BY uploaded_at, id"
+            ))
+            .bind(id)
+            .fetch_all(pool)
+            .await?;
+            Ok::<_, sqlx::Error>((codes, parties, attachments))
+        })?;
+        Ok(Some(Referral { row, administration, parquet, offence_codes, parties, attachments }))
+    }
+
+    pub async fn referral_by_verification_code(&self, code: &str) -> StoreResult<Option<Referral>> {
+        let id: Option<Uuid> = on_pool!(self, |pool| sqlx::query_scalar("SELECT id FROM referrals WHERE verification_code = $1")
+            .bind(code)
+            .fetch_optional(pool)
+            .await)?;
+        match id {
+            Some(id) => self.referral(id).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Referrals within the filter's scope, newest first, keyset-paginated.
+    pub async fn list_referrals(&self, filter: &ReferralFilter) -> StoreResult<Vec<ReferralSummary>> {
+        on_pool!(self, |pool, Db| {
+            let mut q = sqlx::QueryBuilder::<Db>::new(
+                "SELECT r.id, r.reference, r.status, r.kind, r.urgency, r.title, r.administration_id, a.name AS administration_name, \
+                 r.parquet_id, p.name AS parquet_name, r.created_at, r.submitted_at, r.acknowledged_at, r.registered_at, r.limitation_date \
+                 FROM referrals r JOIN organisations a ON a.id = r.administration_id LEFT JOIN organisations p ON p.id = r.parquet_id WHERE 1 = 1",
+            );
+            if let Some(id) = filter.administration_id {
+                q.push(" AND r.administration_id = ").push_bind(id);
+            }
+            if let Some(id) = filter.author_id {
+                q.push(" AND r.author_id = ").push_bind(id);
+            }
+            if let Some(id) = filter.parquet_id {
+                q.push(" AND r.parquet_id = ").push_bind(id);
+            }
+            if filter.sent_only {
+                q.push(" AND r.status NOT IN ('draft', 'awaiting_validation')");
+            }
+            if let Some(id) = filter.assigned_to {
+                q.push(" AND r.assigned_to = ").push_bind(id);
+            }
+            if let Some(status) = &filter.status {
+                q.push(" AND r.status = ").push_bind(status.clone());
+            }
+            if let Some(urgency) = &filter.urgency {
+                q.push(" AND r.urgency = ").push_bind(urgency.clone());
+            }
+            if let Some(text) = filter.query.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+                let pattern = format!("%{}%", text.to_lowercase().replace(['%', '_'], ""));
+                q.push(" AND (LOWER(r.title) LIKE ").push_bind(pattern.clone());
+                q.push(" OR LOWER(COALESCE(r.reference, '')) LIKE ").push_bind(pattern.clone());
+                q.push(" OR LOWER(COALESCE(r.administration_reference, '')) LIKE ").push_bind(pattern.clone());
+                q.push(" OR LOWER(r.facts) LIKE ").push_bind(pattern);
+                q.push(")");
+            }
+            if let Some((created_at, id)) = filter.before {
+                q.push(" AND (r.created_at < ").push_bind(created_at);
+                q.push(" OR (r.created_at = ").push_bind(created_at);
+                q.push(" AND r.id < ").push_bind(id);
+                q.push("))");
+            }
+            q.push(" ORDER BY r.created_at DESC, r.id DESC LIMIT ").push_bind(filter.limit.clamp(1, 1000));
+            Ok::<_, sqlx::Error>(q.build_query_as().fetch_all(pool).await?)
+        })
+        .map_err(StoreError::from)
+    }
+
+    /// Applies a state change and journals it, atomically. `expected_status` guards against a
+    /// concurrent change: when the referral is no longer in that status nothing is written and
+    /// `false` is returned.
+    pub async fn apply_update(
+        &self,
+        id: Uuid,
+        expected_status: &str,
+        update: &ReferralUpdate,
+        now: DateTime<Utc>,
+        actor: &ActorInfo,
+        event: &NewEvent,
+    ) -> StoreResult<bool> {
+        let applied = on_pool!(self, |pool, Db| {
+            let mut tx = pool.begin().await?;
+            let mut q = sqlx::QueryBuilder::<Db>::new("UPDATE referrals SET updated_at = ");
+            q.push_bind(now);
+            macro_rules! set {
+                ($column:literal, $value:expr) => {
+                    if let Some(value) = $value {
+                        q.push(concat!(", ", $column, " = ")).push_bind(value);
+                    }
+                };
+            }
+            set!("status", update.status.clone());
+            set!("reference", update.reference.clone());
+            set!("verification_code", update.verification_code.clone());
+            set!("submitted_at", update.submitted_at);
+            set!("acknowledged_at", update.acknowledged_at);
+            set!("registered_at", update.registered_at);
+            set!("decided_at", update.decided_at);
+            set!("parquet_number", update.parquet_number.clone());
+            set!("parquet_id", update.parquet_id);
+            set!("competence", update.competence.clone());
+            set!("assigned_to", update.assigned_to);
+            set!("decision", update.decision.clone().map(Json));
+            set!("judgement", update.judgement.clone().map(Json));
+            if let Some(before) = &update.status_before_complement {
+                q.push(", status_before_complement = ").push_bind(before.clone());
+            }
+            if update.clear_parquet_progress {
+                q.push(", acknowledged_at = NULL, registered_at = NULL, parquet_number = NULL, assigned_to = NULL");
+            }
+            q.push(" WHERE id = ").push_bind(id);
+            q.push(" AND status = ").push_bind(expected_status.to_string());
+            let result = q.build().execute(&mut *tx).await.map_err(|e| StoreError::from_write(e, "ce numéro parquet"))?;
+            if result.rows_affected() == 0 {
+                return Ok(false);
+            }
+            write_event!(tx, id, now, actor, event);
+            tx.commit().await?;
+            Ok::<_, StoreError>(true)
+        })?;
+        Ok(applied)
+    }
+
+    /// Allocates the next human reference number of `year`, atomically on both backends.
+    pub async fn next_reference_number(&self, year: i32) -> StoreResult<i64> {
+        let sql = "INSERT INTO reference_counters (year, last_value) VALUES ($1, 1) \
+                   ON CONFLICT (year) DO UPDATE SET last_value = reference_counters.last_value + 1 RETURNING last_value";
+        Ok(on_pool!(self, |pool| sqlx::query_scalar(sql).bind(i64::from(year)).fetch_one(pool).await)?)
+    }
+
+    pub async fn add_attachment(&self, attachment: &Attachment, actor: &ActorInfo, event: &NewEvent) -> StoreResult<()> {
+        let sql = format!("INSERT INTO attachments ({ATTACHMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)");
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(&sql)
+                .bind(attachment.id)
+                .bind(attachment.referral_id)
+                .bind(&attachment.filename)
+                .bind(&attachment.media_type)
+                .bind(attachment.size)
+                .bind(&attachment.sha256)
+                .bind(&attachment.kind)
+                .bind(&attachment.storage_key)
+                .bind(attachment.uploaded_by)
+                .bind(attachment.uploaded_at)
+                .execute(&mut *tx)
+                .await?;
+            if attachment.kind != "draft" {
+                write_event!(tx, attachment.referral_id, attachment.uploaded_at, actor, event);
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(())
+        })?;
+        Ok(())
+    }
+
+    pub async fn attachment(&self, referral_id: Uuid, attachment_id: Uuid) -> StoreResult<Option<Attachment>> {
+        let sql = format!("SELECT {ATTACHMENT_COLUMNS} FROM attachments WHERE referral_id = $1 AND id = $2");
+        Ok(on_pool!(self, |pool| sqlx::query_as(&sql).bind(referral_id).bind(attachment_id).fetch_optional(pool).await)?)
+    }
+
+    pub async fn add_event(&self, referral_id: Uuid, now: DateTime<Utc>, actor: &ActorInfo, event: &NewEvent) -> StoreResult<()> {
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            write_event!(tx, referral_id, now, actor, event);
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(())
+        })?;
+        Ok(())
+    }
+
+    pub async fn events(&self, referral_id: Uuid) -> StoreResult<Vec<Event>> {
+        let sql = "SELECT id, referral_id, at, type, audience, actor_id, actor_name, actor_role, actor_organisation, summary \
+                   FROM events WHERE referral_id = $1 ORDER BY at, id";
+        Ok(on_pool!(self, |pool| sqlx::query_as(sql).bind(referral_id).fetch_all(pool).await)?)
+    }
+
+    /// A message (or, when `internal`, a parquet's internal note) and its timeline entry.
+    pub async fn add_message(&self, message: &Message, event: &NewEvent) -> StoreResult<()> {
+        let actor = ActorInfo {
+            user_id: Some(message.author_id),
+            name: message.author_name.clone(),
+            role: message.author_role.clone(),
+            organisation: message.author_organisation.clone(),
+        };
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO messages (id, referral_id, internal, author_id, author_name, author_role, author_organisation, body, at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(message.id)
+            .bind(message.referral_id)
+            .bind(message.internal)
+            .bind(message.author_id)
+            .bind(&message.author_name)
+            .bind(&message.author_role)
+            .bind(&message.author_organisation)
+            .bind(&message.body)
+            .bind(message.at)
+            .execute(&mut *tx)
+            .await?;
+            write_event!(tx, message.referral_id, message.at, actor, event);
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(())
+        })?;
+        Ok(())
+    }
+
+    pub async fn messages(&self, referral_id: Uuid, include_internal: bool) -> StoreResult<Vec<Message>> {
+        let sql = "SELECT id, referral_id, internal, author_id, author_name, author_role, author_organisation, body, at \
+                   FROM messages WHERE referral_id = $1 AND (internal = $2 OR internal = FALSE) ORDER BY at, id";
+        Ok(on_pool!(self, |pool| sqlx::query_as(sql).bind(referral_id).bind(include_internal).fetch_all(pool).await)?)
+    }
+
+    pub async fn count_referrals(&self) -> StoreResult<i64> {
+        Ok(on_pool!(self, |pool| sqlx::query_scalar("SELECT COUNT(*) FROM referrals").fetch_one(pool).await)?)
+    }
+}

@@ -1,0 +1,99 @@
+//! The web application: DSFR pages for people, a JSON API for systems, both over the same
+//! rules (`service`), with failures mapped to HTTP in `error`.
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod pages;
+pub mod service;
+mod assets;
+mod security;
+pub mod views;
+
+use axum::Router;
+use chrono::{DateTime, Utc};
+use files::FileStore;
+use std::sync::Arc;
+use store::Store;
+
+/// Settings the web layer needs.
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    /// The address people use to reach the service, e.g. "https://infoparquet.justice.fr".
+    pub public_url: String,
+    /// Whether cookies carry the `Secure` flag (true behind HTTPS).
+    pub secure_cookies: bool,
+}
+
+/// The platform's notion of "now": the system clock, or a clock that tests and the demo seeder
+/// move by hand (deadlines and escalations are then reproducible).
+#[derive(Clone, Debug)]
+pub enum Clock {
+    System,
+    Manual(Arc<std::sync::Mutex<DateTime<Utc>>>),
+}
+
+impl Clock {
+    pub fn manual(start: DateTime<Utc>) -> Clock {
+        Clock::Manual(Arc::new(std::sync::Mutex::new(start)))
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        match self {
+            Clock::System => Utc::now(),
+            Clock::Manual(at) => at.lock().map(|at| *at).unwrap_or_else(|poisoned| *poisoned.into_inner()),
+        }
+    }
+
+    /// Moves a manual clock; the system clock ignores it.
+    pub fn set(&self, to: DateTime<Utc>) {
+        if let Clock::Manual(at) = self {
+            match at.lock() {
+                Ok(mut at) => *at = to,
+                Err(poisoned) => *poisoned.into_inner() = to,
+            }
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub files: FileStore,
+    pub config: Arc<WebConfig>,
+    pub clock: Clock,
+}
+
+impl AppState {
+    pub fn new(store: Store, files: FileStore, config: WebConfig) -> AppState {
+        AppState { store, files, config: Arc::new(config), clock: Clock::System }
+    }
+
+    pub fn with_clock(mut self, clock: Clock) -> AppState {
+        self.clock = clock;
+        self
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+}
+
+/// The whole application.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(api::routes())
+        .merge(pages::routes())
+        .merge(assets::routes())
+        .layer(axum::middleware::from_fn(security::headers))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, finishing requests in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}

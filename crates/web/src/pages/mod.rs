@@ -1,0 +1,213 @@
+//! Server-rendered DSFR pages. Every essential action is a plain HTML form: JavaScript is never
+//! required.
+
+pub mod documents;
+mod referral;
+
+use crate::auth::{self, MaybeSessionUser, SessionUser};
+use crate::error::PageError;
+use crate::AppState;
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use chrono::{DateTime, Utc};
+use chrono_tz::Europe::Paris;
+use serde::Deserialize;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(home))
+        .route("/connexion", get(login_page).post(login))
+        .route("/deconnexion", post(logout))
+        .route("/verify", get(verify))
+        .merge(referral::routes())
+}
+
+/// Renders a template; a template failure is an internal error page.
+pub fn render<T: Template>(template: &T) -> Response {
+    match template.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(error) => {
+            tracing::error!(%error, "template rendering failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "Erreur interne").into_response()
+        }
+    }
+}
+
+/// What the layout shows about the logged-in person.
+pub struct SessionInfo {
+    pub user_name: String,
+    pub organisation: String,
+    pub csrf: String,
+    pub is_sender: bool,
+}
+
+pub struct Layout {
+    pub session: Option<SessionInfo>,
+    pub section: &'static str,
+}
+
+impl Layout {
+    pub fn anonymous() -> Layout {
+        Layout { session: None, section: "" }
+    }
+
+    pub fn of(user: &SessionUser, section: &'static str) -> Layout {
+        Layout {
+            session: Some(SessionInfo {
+                user_name: user.current.user.display_name.clone(),
+                organisation: user.current.organisation.name.clone(),
+                csrf: user.csrf_token.clone(),
+                is_sender: user.current.role.is_sender(),
+            }),
+            section,
+        }
+    }
+
+    pub fn maybe(user: &Option<SessionUser>, section: &'static str) -> Layout {
+        match user {
+            Some(user) => Layout::of(user, section),
+            None => Layout { session: None, section },
+        }
+    }
+}
+
+pub fn paris_datetime(at: DateTime<Utc>) -> String {
+    at.with_timezone(&Paris).format("%d/%m/%Y %H:%M").to_string()
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage {
+    pub layout: Layout,
+    pub title: &'static str,
+    pub detail: String,
+    pub status: u16,
+}
+
+async fn home(MaybeSessionUser(user): MaybeSessionUser) -> Redirect {
+    match user {
+        Some(_) => Redirect::to("/saisines"),
+        None => Redirect::to("/connexion"),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    layout: Layout,
+    error: Option<String>,
+    email: String,
+}
+
+async fn login_page(MaybeSessionUser(user): MaybeSessionUser) -> Response {
+    if user.is_some() {
+        return Redirect::to("/saisines").into_response();
+    }
+    render(&LoginPage { layout: Layout::anonymous(), error: None, email: String::new() })
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+}
+
+async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Result<Response, PageError> {
+    let email = form.email.trim().to_lowercase();
+    let user = state.store.user_by_email(&email).await?.filter(|u| u.active);
+    let verified = match user.as_ref().and_then(|u| u.password_hash.clone()) {
+        Some(hash) => tokio::task::spawn_blocking({
+            let password = form.password.clone();
+            move || auth::verify_password(&password, &hash)
+        })
+        .await
+        .unwrap_or(false),
+        None => false,
+    };
+    let Some(user) = user.filter(|_| verified) else {
+        let page = LoginPage {
+            layout: Layout::anonymous(),
+            error: Some("Adresse électronique ou mot de passe incorrect.".into()),
+            email: form.email,
+        };
+        return Ok((StatusCode::UNAUTHORIZED, render(&page)).into_response());
+    };
+    // A fresh session id at every login: a fixed id planted before login is useless.
+    let session = auth::random_secret();
+    state.store.create_session(&auth::sha256_hex(&session), user.id, &auth::random_secret(), Utc::now()).await?;
+    let cookie = auth::session_cookie_header(&session, state.config.secure_cookies, auth::SESSION_ABSOLUTE_HOURS * 3600);
+    Ok((StatusCode::SEE_OTHER, [(header::SET_COOKIE, cookie), (header::LOCATION, "/saisines".to_string())]).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    pub csrf_token: String,
+}
+
+async fn logout(State(state): State<AppState>, user: SessionUser, headers: axum::http::HeaderMap, Form(form): Form<CsrfForm>) -> Result<Response, PageError> {
+    user.check_csrf(&form.csrf_token)?;
+    let cookie = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(cookie::Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == auth::SESSION_COOKIE)
+        .map(|c| c.value().to_string());
+    if let Some(session) = cookie {
+        state.store.delete_session(&auth::sha256_hex(&session)).await?;
+    }
+    let expired = auth::session_cookie_header("", state.config.secure_cookies, 0);
+    Ok((StatusCode::SEE_OTHER, [(header::SET_COOKIE, expired), (header::LOCATION, "/connexion".to_string())]).into_response())
+}
+
+pub struct VerifiedAttachment {
+    pub size: i64,
+    pub sha256: String,
+}
+
+pub struct VerifiedReceipt {
+    pub reference: String,
+    pub submitted_at: String,
+    pub parquet: String,
+    pub attachments: Vec<VerifiedAttachment>,
+}
+
+#[derive(Template)]
+#[template(path = "verify.html")]
+struct VerifyPage {
+    layout: Layout,
+    code: String,
+    searched: bool,
+    receipt: Option<VerifiedReceipt>,
+}
+
+#[derive(Deserialize)]
+struct VerifyQuery {
+    code: Option<String>,
+}
+
+/// Public: confirms a receipt without any personal data (no names, no filenames).
+async fn verify(State(state): State<AppState>, MaybeSessionUser(user): MaybeSessionUser, Query(query): Query<VerifyQuery>) -> Result<Response, PageError> {
+    let code = query.code.unwrap_or_default().trim().to_ascii_uppercase();
+    let searched = !code.is_empty();
+    let receipt = if searched && code.len() <= 32 {
+        state.store.referral_by_verification_code(&code).await?.as_ref().and_then(crate::views::ReceiptView::of).map(|r| VerifiedReceipt {
+            reference: r.reference,
+            submitted_at: paris_datetime(r.submitted_at),
+            parquet: r.parquet.name,
+            attachments: r.attachments.into_iter().map(|a| VerifiedAttachment { size: a.size, sha256: a.sha256 }).collect(),
+        })
+    } else {
+        None
+    };
+    let status = if searched && receipt.is_none() { StatusCode::NOT_FOUND } else { StatusCode::OK };
+    Ok((status, render(&VerifyPage { layout: Layout::maybe(&user, "verify"), code, searched, receipt })).into_response())
+}

@@ -1,0 +1,293 @@
+//! Lists of referrals and the referral page.
+
+use super::{paris_datetime, render, Layout};
+use crate::api::scope_filter;
+use crate::auth::SessionUser;
+use crate::error::{AppError, PageError};
+use crate::service::ReferralService;
+use crate::AppState;
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use chrono::Utc;
+use domain::permissions::Audience;
+use domain::referral::Kind;
+use domain::{Status, Urgency};
+use serde::Deserialize;
+use uuid::Uuid;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/saisines", get(list))
+        .route("/saisines/{id}", get(show))
+        .route("/saisines/{id}/accuse-reception.pdf", get(receipt_pdf))
+        .route("/saisines/{id}/avis-40-2.pdf", get(notice_pdf))
+        .route("/saisines/{id}/pieces/{attachment_id}", get(download))
+}
+
+pub fn parse_id(raw: &str) -> Result<Uuid, AppError> {
+    raw.parse().map_err(|_| AppError::NotFound)
+}
+
+pub struct Row {
+    id: Uuid,
+    reference: String,
+    title: String,
+    status_label: &'static str,
+    status_class: &'static str,
+    urgency: String,
+    urgency_label: &'static str,
+    counterpart: String,
+    submitted_at: String,
+}
+
+#[derive(Template)]
+#[template(path = "list.html")]
+struct ListPage {
+    layout: Layout,
+    heading: &'static str,
+    is_sender: bool,
+    query: String,
+    status: String,
+    statuses: Vec<(&'static str, &'static str)>,
+    rows: Vec<Row>,
+    next_page: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    q: Option<String>,
+    status: Option<String>,
+    page: Option<u32>,
+}
+
+const PAGE_SIZE: i64 = 50;
+
+async fn list(State(state): State<AppState>, user: SessionUser, Query(query): Query<ListQuery>) -> Result<Response, PageError> {
+    let mut filter = scope_filter(&user.current)?;
+    let status = query.status.clone().filter(|s| Status::parse(s).is_some());
+    filter.status = status.clone();
+    filter.query = query.q.clone();
+    let page = query.page.unwrap_or(1).max(1);
+    // Offset paging by walking pages would be costly; pages keep a bounded depth.
+    filter.limit = PAGE_SIZE * i64::from(page.min(20)) + 1;
+    let mut summaries = state.store.list_referrals(&filter).await?;
+    let skip = (PAGE_SIZE * i64::from(page.min(20) - 1)) as usize;
+    let has_more = summaries.len() as i64 > PAGE_SIZE * i64::from(page.min(20));
+    summaries = summaries.into_iter().skip(skip).take(PAGE_SIZE as usize).collect();
+    let is_sender = user.current.role.is_sender();
+    let rows = summaries
+        .into_iter()
+        .map(|s| {
+            let status = Status::parse(&s.status).unwrap_or(Status::Draft);
+            Row {
+                id: s.id,
+                reference: s.reference.unwrap_or_else(|| "Brouillon".into()),
+                title: if s.title.is_empty() { "(sans intitulé)".into() } else { s.title },
+                status_label: status.label_fr(),
+                status_class: status.badge_class(),
+                urgency_label: Urgency::parse(&s.urgency).map(Urgency::label_fr).unwrap_or(""),
+                urgency: s.urgency,
+                counterpart: if is_sender { s.parquet_name.unwrap_or_default() } else { s.administration_name },
+                submitted_at: s.submitted_at.map(paris_datetime).unwrap_or_else(|| "—".into()),
+            }
+        })
+        .collect();
+    let next_page = has_more.then(|| {
+        format!(
+            "/saisines?page={}&status={}&q={}",
+            page + 1,
+            status.clone().unwrap_or_default(),
+            urlencoding::encode(query.q.as_deref().unwrap_or(""))
+        )
+    });
+    Ok(render(&ListPage {
+        layout: Layout::of(&user, "list"),
+        heading: if is_sender { "Mes saisines" } else { "Corbeille du parquet" },
+        is_sender,
+        query: query.q.unwrap_or_default(),
+        status: status.unwrap_or_default(),
+        statuses: Status::ALL.iter().map(|s| (s.as_str(), s.label_fr())).collect(),
+        rows,
+        next_page,
+    }))
+}
+
+pub struct AttachmentRow {
+    id: Uuid,
+    filename: String,
+    size: String,
+    sha256: String,
+}
+
+pub struct ReferralDisplay {
+    id: Uuid,
+    reference_label: String,
+    title: String,
+    status_label: &'static str,
+    status_class: &'static str,
+    urgency_label: &'static str,
+    kind_label: &'static str,
+    administration: String,
+    parquet: String,
+    parquet_number: Option<String>,
+    place: String,
+    period: String,
+    limitation: Option<String>,
+    deadline: Option<String>,
+    facts: String,
+    offences: Vec<String>,
+    parties: Vec<String>,
+    attachments: Vec<AttachmentRow>,
+    has_receipt: bool,
+    has_decision: bool,
+    decision: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "referral.html")]
+struct ReferralPage {
+    layout: Layout,
+    r: ReferralDisplay,
+    events: Vec<(String, String, String)>,
+    messages: Vec<(String, String)>,
+    flash: Option<String>,
+    error: Option<String>,
+}
+
+fn human_size(size: i64) -> String {
+    match size {
+        s if s >= 1 << 20 => format!("{:.1} Mo", s as f64 / f64::from(1 << 20)),
+        s if s >= 1 << 10 => format!("{:.1} ko", s as f64 / f64::from(1 << 10)),
+        s => format!("{s} o"),
+    }
+}
+
+async fn display(state: &AppState, referral: &store::Referral) -> Result<ReferralDisplay, AppError> {
+    let row = &referral.row;
+    let status = Status::parse(&row.status).unwrap_or(Status::Draft);
+    let offences = state.store.offences_by_codes(&referral.offence_codes).await?;
+    let place = match &row.commune_insee {
+        Some(insee) => {
+            let name = state.store.commune_name(insee).await?.unwrap_or_default();
+            format!("{name} ({insee}){}", row.address.as_deref().map(|a| format!(" — {a}")).unwrap_or_default())
+        }
+        None => "Non renseigné".into(),
+    };
+    let period = match (row.facts_started_on, row.facts_ended_on) {
+        (Some(start), Some(end)) if start != end => format!("du {} au {}", start.format("%d/%m/%Y"), end.format("%d/%m/%Y")),
+        (Some(day), _) | (None, Some(day)) => format!("le {}", day.format("%d/%m/%Y")),
+        (None, None) => "Non renseignée".into(),
+    };
+    let competence = row
+        .competence
+        .as_deref()
+        .and_then(domain::competence::Competence::parse)
+        .map(|c| format!(" ({})", c.label_fr()))
+        .unwrap_or_default();
+    let decision = match &row.decision {
+        Some(decision) => {
+            let events = state.store.events(row.id).await?;
+            events.iter().rev().find(|e| e.event_type == "decided").map(|e| e.summary.clone())
+                .or_else(|| Some(decision.0.kind.clone()))
+        }
+        None => None,
+    };
+    Ok(ReferralDisplay {
+        id: row.id,
+        reference_label: row.reference.clone().unwrap_or_else(|| "Brouillon".into()),
+        title: if row.title.is_empty() { "(sans intitulé)".into() } else { row.title.clone() },
+        status_label: status.label_fr(),
+        status_class: status.badge_class(),
+        urgency_label: Urgency::parse(&row.urgency).map(Urgency::label_fr).unwrap_or(""),
+        kind_label: Kind::parse(&row.kind).map(Kind::label_fr).unwrap_or(""),
+        administration: referral.administration.name.clone(),
+        parquet: referral.parquet.as_ref().map(|p| format!("{}{competence}", p.name)).unwrap_or_else(|| "À déterminer".into()),
+        parquet_number: row.parquet_number.clone(),
+        place,
+        period,
+        limitation: row.limitation_date.map(|d| d.format("%d/%m/%Y").to_string()),
+        deadline: crate::views::deadline_of(referral, Utc::now()).map(|d| {
+            let what = match d.kind {
+                domain::calendar::DeadlineKind::Acknowledge => "accusé de réception",
+                domain::calendar::DeadlineKind::Register => "enregistrement",
+                domain::calendar::DeadlineKind::Decide => "décision",
+            };
+            format!("{what} avant le {}{}", paris_datetime(d.due_at), if d.overdue { " — en retard" } else { "" })
+        }),
+        facts: row.facts.clone(),
+        offences: offences.iter().map(|o| format!("{} — {} ({})", o.code, o.label, o.nature)).collect(),
+        parties: referral
+            .parties
+            .iter()
+            .map(|p| {
+                let role = match p.role.as_str() {
+                    "suspect" => "mis en cause",
+                    "victim" => "victime",
+                    _ => "témoin",
+                };
+                let name = if p.kind == "person" {
+                    format!("{} {}", p.first_names.clone().unwrap_or_default(), p.last_name.clone().unwrap_or_default())
+                } else {
+                    format!("{}{}", p.name.clone().unwrap_or_default(), p.siret.as_deref().map(|s| format!(" (SIRET {s})")).unwrap_or_default())
+                };
+                format!("{} — {role}", name.trim())
+            })
+            .collect(),
+        attachments: referral
+            .attachments
+            .iter()
+            .map(|a| AttachmentRow { id: a.id, filename: a.filename.clone(), size: human_size(a.size), sha256: a.sha256.clone() })
+            .collect(),
+        has_receipt: row.verification_code.is_some(),
+        has_decision: row.decision.is_some(),
+        decision,
+    })
+}
+
+async fn show(State(state): State<AppState>, user: SessionUser, Path(id): Path<String>) -> Result<Response, PageError> {
+    let service = ReferralService::new(&state, &user.current);
+    let id = parse_id(&id)?;
+    let referral = service.load(id).await?;
+    let role = user.current.role;
+    let events = state
+        .store
+        .events(id)
+        .await?
+        .into_iter()
+        .filter(|e| Audience::parse(&e.audience).is_some_and(|a| a.visible_to(role)))
+        .map(|e| (paris_datetime(e.at), e.summary, format!("{} — {}", e.actor_name, e.actor_organisation)))
+        .collect();
+    let messages = state
+        .store
+        .messages(id, role.is_parquet())
+        .await?
+        .into_iter()
+        .map(|m| {
+            let label = if m.internal { "Note interne" } else { "Message" };
+            (format!("{label} — {} ({}), {}", m.author_name, m.author_organisation, paris_datetime(m.at)), m.body)
+        })
+        .collect();
+    let page = ReferralPage { layout: Layout::of(&user, "list"), r: display(&state, &referral).await?, events, messages, flash: None, error: None };
+    Ok(render(&page))
+}
+
+async fn receipt_pdf(State(state): State<AppState>, user: SessionUser, Path(id): Path<String>) -> Result<Response, PageError> {
+    let referral = ReferralService::new(&state, &user.current).load(parse_id(&id)?).await?;
+    let (bytes, filename) = super::documents::receipt(&state, &referral).await?;
+    Ok(crate::api::pdf_response(bytes, &filename))
+}
+
+async fn notice_pdf(State(state): State<AppState>, user: SessionUser, Path(id): Path<String>) -> Result<Response, PageError> {
+    let referral = ReferralService::new(&state, &user.current).load(parse_id(&id)?).await?;
+    let (bytes, filename) = super::documents::decision_notice(&state, &referral).await?;
+    Ok(crate::api::pdf_response(bytes, &filename))
+}
+
+async fn download(State(state): State<AppState>, user: SessionUser, Path((id, attachment_id)): Path<(String, String)>) -> Result<Response, PageError> {
+    let referral = ReferralService::new(&state, &user.current).load(parse_id(&id)?).await?;
+    let attachment = state.store.attachment(referral.row.id, parse_id(&attachment_id)?).await?.ok_or(AppError::NotFound)?;
+    Ok(crate::api::stream_attachment(&state, &attachment, false).await?)
+}

@@ -1,0 +1,190 @@
+//! JSON shapes of the API (names fixed by API.md).
+
+use chrono::{DateTime, NaiveDate, Utc};
+use domain::calendar::{is_alsace_moselle, DeadlineKind, DeadlinePolicy};
+use domain::{Role, Status, Urgency};
+use serde::Serialize;
+use store::{Decision, Party, Referral};
+use uuid::Uuid;
+
+#[derive(Debug, Serialize)]
+pub struct PlaceView {
+    pub commune_insee: String,
+    pub address: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OrganisationView {
+    pub id: Uuid,
+    pub name: String,
+    pub siret: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ParquetView {
+    pub id: Uuid,
+    pub name: String,
+    pub competence: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AttachmentView {
+    pub id: Uuid,
+    pub filename: String,
+    pub media_type: String,
+    pub size: i64,
+    pub sha256: String,
+    pub kind: String,
+    pub uploaded_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DeadlineView {
+    pub kind: DeadlineKind,
+    pub due_at: DateTime<Utc>,
+    pub overdue: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReferralView {
+    pub id: Uuid,
+    pub reference: Option<String>,
+    pub status: String,
+    pub kind: String,
+    pub urgency: String,
+    pub title: String,
+    pub facts: String,
+    pub administration_reference: Option<String>,
+    pub facts_started_on: Option<NaiveDate>,
+    pub facts_ended_on: Option<NaiveDate>,
+    pub place: Option<PlaceView>,
+    pub offence_codes: Vec<i64>,
+    pub parties: Vec<Party>,
+    pub administration: OrganisationView,
+    pub parquet: Option<ParquetView>,
+    pub attachments: Vec<AttachmentView>,
+    pub created_at: DateTime<Utc>,
+    pub submitted_at: Option<DateTime<Utc>>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub registered_at: Option<DateTime<Utc>>,
+    pub parquet_number: Option<String>,
+    pub limitation_date: Option<NaiveDate>,
+    pub decision: Option<Decision>,
+    pub deadline: Option<DeadlineView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assigned_to: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub competence_reason: Option<String>,
+}
+
+/// The deadline in force for a referral, if any.
+pub fn deadline_of(referral: &Referral, now: DateTime<Utc>) -> Option<DeadlineView> {
+    let row = &referral.row;
+    let status = Status::parse(&row.status)?;
+    if !matches!(status, Status::Submitted | Status::Registered | Status::UnderInvestigation) {
+        return None;
+    }
+    let urgency = Urgency::parse(&row.urgency).unwrap_or(Urgency::Normal);
+    let alsace_moselle = referral.parquet.as_ref().and_then(|p| p.departement.as_deref()).is_some_and(is_alsace_moselle);
+    let deadline = DeadlinePolicy::default().current_deadline(
+        urgency,
+        row.submitted_at?,
+        row.acknowledged_at,
+        row.registered_at,
+        status.is_decided(),
+        alsace_moselle,
+    )?;
+    Some(DeadlineView { kind: deadline.kind, due_at: deadline.due_at, overdue: deadline.due_at < now })
+}
+
+impl ReferralView {
+    pub fn new(referral: &Referral, viewer: Role, now: DateTime<Utc>) -> ReferralView {
+        let row = &referral.row;
+        ReferralView {
+            id: row.id,
+            reference: row.reference.clone(),
+            status: row.status.clone(),
+            kind: row.kind.clone(),
+            urgency: row.urgency.clone(),
+            title: row.title.clone(),
+            facts: row.facts.clone(),
+            administration_reference: row.administration_reference.clone(),
+            facts_started_on: row.facts_started_on,
+            facts_ended_on: row.facts_ended_on,
+            place: row.commune_insee.clone().map(|commune_insee| PlaceView { commune_insee, address: row.address.clone() }),
+            offence_codes: referral.offence_codes.clone(),
+            parties: referral.parties.clone(),
+            administration: OrganisationView {
+                id: referral.administration.id,
+                name: referral.administration.name.clone(),
+                siret: referral.administration.siret.clone(),
+            },
+            parquet: referral.parquet.as_ref().map(|p| ParquetView { id: p.id, name: p.name.clone(), competence: row.competence.clone() }),
+            attachments: referral
+                .attachments
+                .iter()
+                .map(|a| AttachmentView {
+                    id: a.id,
+                    filename: a.filename.clone(),
+                    media_type: a.media_type.clone(),
+                    size: a.size,
+                    sha256: a.sha256.clone(),
+                    kind: a.kind.clone(),
+                    uploaded_at: a.uploaded_at,
+                })
+                .collect(),
+            created_at: row.created_at,
+            submitted_at: row.submitted_at,
+            acknowledged_at: row.acknowledged_at,
+            registered_at: row.registered_at,
+            parquet_number: row.parquet_number.clone(),
+            limitation_date: row.limitation_date,
+            decision: row.decision.as_ref().map(|d| d.0.clone()),
+            deadline: deadline_of(referral, now),
+            assigned_to: if viewer.is_parquet() { row.assigned_to } else { None },
+            competence_reason: row.competence_reason.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReceiptAttachmentView {
+    pub filename: String,
+    pub size: i64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReceiptView {
+    pub reference: String,
+    pub submitted_at: DateTime<Utc>,
+    pub parquet: ParquetView,
+    pub attachments: Vec<ReceiptAttachmentView>,
+    pub verification_code: String,
+}
+
+impl ReceiptView {
+    /// The receipt of a sent referral; `None` before sending.
+    pub fn of(referral: &Referral) -> Option<ReceiptView> {
+        let row = &referral.row;
+        let parquet = referral.parquet.as_ref()?;
+        Some(ReceiptView {
+            reference: row.reference.clone()?,
+            submitted_at: row.submitted_at?,
+            parquet: ParquetView { id: parquet.id, name: parquet.name.clone(), competence: row.competence.clone() },
+            attachments: referral
+                .attachments
+                .iter()
+                .filter(|a| a.uploaded_at <= row.submitted_at.unwrap_or(a.uploaded_at))
+                .map(|a| ReceiptAttachmentView { filename: a.filename.clone(), size: a.size, sha256: a.sha256.clone() })
+                .collect(),
+            verification_code: row.verification_code.clone()?,
+        })
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ListView<T: Serialize> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
