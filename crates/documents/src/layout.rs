@@ -79,7 +79,9 @@ fn char_width(c: char, mono: bool) -> f32 {
         return 0.6;
     }
     match c {
-        'i' | 'l' | 'j' | '\'' | '.' | ',' | ':' | ';' | '!' | '|' | 'í' | 'ì' | 'î' | 'ï' => 0.24,
+        'i' | 'l' | 'j' | '\'' | '.' | ',' | ':' | ';' | '!' | '|' | 'í' | 'ì' | 'î' | 'ï' => {
+            0.24
+        }
         ' ' => 0.278,
         'f' | 't' | 'r' | 'I' | '(' | ')' | '-' | '/' => 0.33,
         'm' | 'w' | 'M' | 'W' | 'œ' | 'Œ' | 'æ' => 0.85,
@@ -100,7 +102,11 @@ fn wrap(text: &str, size: f32, mono: bool, width: f32) -> Vec<String> {
     for paragraph in text.split('\n') {
         let mut line = String::new();
         for word in paragraph.split(' ') {
-            let candidate = if line.is_empty() { word.to_string() } else { format!("{line} {word}") };
+            let candidate = if line.is_empty() {
+                word.to_string()
+            } else {
+                format!("{line} {word}")
+            };
             if text_width(&candidate, size, mono) <= width || line.is_empty() {
                 line = candidate;
             } else {
@@ -111,7 +117,11 @@ fn wrap(text: &str, size: f32, mono: bool, width: f32) -> Vec<String> {
             while text_width(&line, size, mono) > width {
                 let mut cut = line.len();
                 while cut > 0 && text_width(&line[..cut], size, mono) > width {
-                    cut = line[..cut].char_indices().last().map(|(i, _)| i).unwrap_or(0);
+                    cut = line[..cut]
+                        .char_indices()
+                        .last()
+                        .map(|(i, _)| i)
+                        .unwrap_or(0);
                 }
                 if cut == 0 {
                     break;
@@ -151,11 +161,18 @@ struct PlacedLine {
 impl PdfDocument {
     /// `header` is printed at the top of every page (e.g. "République française — Info Parquet").
     pub fn new(title: impl Into<String>, header: impl Into<String>) -> PdfDocument {
-        PdfDocument { title: title.into(), header: header.into(), blocks: Vec::new() }
+        PdfDocument {
+            title: title.into(),
+            header: header.into(),
+            blocks: Vec::new(),
+        }
     }
 
     pub fn push(&mut self, style: Style, text: impl Into<String>) -> &mut Self {
-        self.blocks.push(Block { style, text: text.into() });
+        self.blocks.push(Block {
+            style,
+            text: text.into(),
+        });
         self
     }
 
@@ -178,7 +195,13 @@ impl PdfDocument {
                 y -= leading;
                 let mcid = next_mcid[page];
                 next_mcid[page] += 1;
-                placed.push(PlacedLine { block: index, page, mcid, y, text });
+                placed.push(PlacedLine {
+                    block: index,
+                    page,
+                    mcid,
+                    y,
+                    text,
+                });
             }
         }
         (placed, page + 1)
@@ -213,14 +236,25 @@ impl PdfDocument {
             catalog.viewer_preferences().display_doc_title(true);
             catalog.pair(Name(b"StructTreeRoot"), tree_id);
         }
-        pdf.document_info(info_id).title(TextStr(&self.title)).producer(TextStr("Info Parquet"));
-        pdf.pages(pages_id).kids(page_ids.iter().copied()).count(page_count as i32);
-        for (font_id, base) in fonts.iter().zip([&b"Helvetica"[..], b"Helvetica-Bold", b"Courier"]) {
-            pdf.type1_font(*font_id).base_font(Name(base)).encoding_predefined(Name(b"WinAnsiEncoding"));
+        pdf.document_info(info_id)
+            .title(TextStr(&self.title))
+            .producer(TextStr("Info Parquet"));
+        pdf.pages(pages_id)
+            .kids(page_ids.iter().copied())
+            .count(page_count as i32);
+        for (font_id, base) in fonts
+            .iter()
+            .zip([&b"Helvetica"[..], b"Helvetica-Bold", b"Courier"])
+        {
+            pdf.type1_font(*font_id)
+                .base_font(Name(base))
+                .encoding_predefined(Name(b"WinAnsiEncoding"));
         }
 
         {
-            let mut tree = pdf.indirect(tree_id).start::<pdf_writer::writers::StructTreeRoot>();
+            let mut tree = pdf
+                .indirect(tree_id)
+                .start::<pdf_writer::writers::StructTreeRoot>();
             tree.child(document_element_id);
             let mut parent_tree = tree.parent_tree();
             let mut nums = parent_tree.nums();
@@ -241,27 +275,56 @@ impl PdfDocument {
             element.kind(block.style.role()).parent(document_element_id);
             let mut children = element.children();
             for line in lines.iter().filter(|l| l.block == index) {
-                children.marked_content_ref().marked_content_id(line.mcid).page(page_ids[line.page]);
+                children
+                    .marked_content_ref()
+                    .marked_content_id(line.mcid)
+                    .page(page_ids[line.page]);
             }
         }
         for page in 0..page_count {
-            let elements: Vec<Ref> = lines.iter().filter(|l| l.page == page).map(|l| element_ids[l.block]).collect();
+            let elements: Vec<Ref> = lines
+                .iter()
+                .filter(|l| l.page == page)
+                .map(|l| element_ids[l.block])
+                .collect();
             pdf.indirect(parent_arrays[page]).array().items(elements);
 
             let mut content = Content::new();
             // Page furniture is marked as an artifact: screen readers skip it.
             content.begin_marked_content(Name(b"Artifact"));
-            content.set_fill_rgb(0.0, 0.0, 0.569).rect(MARGIN, PAGE_HEIGHT - 60.0, 4.0, 28.0).fill_nonzero();
+            content
+                .set_fill_rgb(0.0, 0.0, 0.569)
+                .rect(MARGIN, PAGE_HEIGHT - 60.0, 4.0, 28.0)
+                .fill_nonzero();
             content.set_fill_rgb(0.1, 0.1, 0.1);
-            content.begin_text().set_font(Name(b"F2"), 9.0).next_line(MARGIN + 12.0, PAGE_HEIGHT - 44.0);
+            content
+                .begin_text()
+                .set_font(Name(b"F2"), 9.0)
+                .next_line(MARGIN + 12.0, PAGE_HEIGHT - 44.0);
             content.show(Str(&win_ansi(&self.header))).end_text();
-            content.begin_text().set_font(Name(b"F1"), 8.0).next_line(MARGIN, MARGIN - 24.0);
-            content.show(Str(&win_ansi(&format!("{} — page {} sur {}", self.title, page + 1, page_count)))).end_text();
+            content
+                .begin_text()
+                .set_font(Name(b"F1"), 8.0)
+                .next_line(MARGIN, MARGIN - 24.0);
+            content
+                .show(Str(&win_ansi(&format!(
+                    "{} — page {} sur {}",
+                    self.title,
+                    page + 1,
+                    page_count
+                ))))
+                .end_text();
             content.end_marked_content();
             for line in lines.iter().filter(|l| l.page == page) {
                 let (font, size) = self.blocks[line.block].style.font();
-                content.begin_marked_content_with_properties(Name(self.blocks[line.block].style.tag())).properties().identify(line.mcid);
-                content.begin_text().set_font(Name(font), size).next_line(MARGIN, line.y);
+                content
+                    .begin_marked_content_with_properties(Name(self.blocks[line.block].style.tag()))
+                    .properties()
+                    .identify(line.mcid);
+                content
+                    .begin_text()
+                    .set_font(Name(font), size)
+                    .next_line(MARGIN, line.y);
                 content.show(Str(&win_ansi(&line.text))).end_text();
                 content.end_marked_content();
             }
@@ -309,12 +372,22 @@ mod tests {
         let mut doc = PdfDocument::new("Essai", "République française");
         doc.push(Style::Title, "Titre");
         for i in 0..120 {
-            doc.push(Style::Body, format!("Paragraphe {i} avec des accents : é à ç."));
+            doc.push(
+                Style::Body,
+                format!("Paragraphe {i} avec des accents : é à ç."),
+            );
         }
         let bytes = doc.render();
         let text = String::from_utf8_lossy(&bytes);
         assert!(bytes.starts_with(b"%PDF-"));
-        assert!(text.contains("/StructTreeRoot") && text.contains("/Marked true") && text.contains("/Lang (fr-FR)"));
-        assert!(text.contains("/Count 3") || text.contains("/Count 4"), "several pages");
+        assert!(
+            text.contains("/StructTreeRoot")
+                && text.contains("/Marked true")
+                && text.contains("/Lang (fr-FR)")
+        );
+        assert!(
+            text.contains("/Count 3") || text.contains("/Count 4"),
+            "several pages"
+        );
     }
 }

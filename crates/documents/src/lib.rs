@@ -6,4 +6,6 @@ mod layout;
 pub mod receipt;
 
 pub use layout::{Block, PdfDocument, Style};
-pub use receipt::{decision_notice_pdf, receipt_pdf, DecisionNoticeData, ReceiptAttachment, ReceiptData};
+pub use receipt::{
+    decision_notice_pdf, receipt_pdf, DecisionNoticeData, ReceiptAttachment, ReceiptData,
+};

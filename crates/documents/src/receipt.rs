@@ -28,7 +28,9 @@ pub struct ReceiptData {
 }
 
 fn paris_time(at: DateTime<Utc>) -> String {
-    at.with_timezone(&Paris).format("%d/%m/%Y à %H:%M:%S (heure de Paris)").to_string()
+    at.with_timezone(&Paris)
+        .format("%d/%m/%Y à %H:%M:%S (heure de Paris)")
+        .to_string()
 }
 
 fn human_size(bytes: i64) -> String {
@@ -41,7 +43,10 @@ fn human_size(bytes: i64) -> String {
 
 pub fn receipt_pdf(data: &ReceiptData) -> Vec<u8> {
     let mut doc = PdfDocument::new(format!("Accusé de réception {}", data.reference), HEADER);
-    doc.push(Style::Title, format!("Accusé de réception de la saisine {}", data.reference));
+    doc.push(
+        Style::Title,
+        format!("Accusé de réception de la saisine {}", data.reference),
+    );
     doc.push(
         Style::Body,
         format!(
@@ -51,23 +56,44 @@ pub fn receipt_pdf(data: &ReceiptData) -> Vec<u8> {
         ),
     );
     doc.push(Style::Heading, "Expéditeur");
-    let siret = data.sender_siret.as_deref().map(|s| format!(" (SIRET {s})")).unwrap_or_default();
+    let siret = data
+        .sender_siret
+        .as_deref()
+        .map(|s| format!(" (SIRET {s})"))
+        .unwrap_or_default();
     doc.push(Style::Body, format!("{}{siret}", data.sender_organisation));
-    doc.push(Style::Body, format!("Transmise par : {}", data.sender_agent));
+    doc.push(
+        Style::Body,
+        format!("Transmise par : {}", data.sender_agent),
+    );
     doc.push(Style::Heading, "Destinataire");
     doc.push(Style::Body, data.parquet.clone());
     doc.push(Style::Heading, "Objet");
     doc.push(Style::Body, data.title.clone());
-    doc.push(Style::Heading, format!("Pièces jointes ({})", data.attachments.len()));
+    doc.push(
+        Style::Heading,
+        format!("Pièces jointes ({})", data.attachments.len()),
+    );
     if data.attachments.is_empty() {
         doc.push(Style::Body, "Aucune pièce jointe.");
     }
     for (index, attachment) in data.attachments.iter().enumerate() {
-        doc.push(Style::Body, format!("{}. {} — {}", index + 1, attachment.filename, human_size(attachment.size)));
+        doc.push(
+            Style::Body,
+            format!(
+                "{}. {} — {}",
+                index + 1,
+                attachment.filename,
+                human_size(attachment.size)
+            ),
+        );
         doc.push(Style::Mono, format!("SHA-256 : {}", attachment.sha256));
     }
     doc.push(Style::Heading, "Vérification");
-    doc.push(Style::Body, format!("Code de vérification : {}", data.verification_code));
+    doc.push(
+        Style::Body,
+        format!("Code de vérification : {}", data.verification_code),
+    );
     doc.push(
         Style::Body,
         format!(
@@ -101,18 +127,40 @@ pub struct DecisionNoticeData {
 }
 
 pub fn decision_notice_pdf(data: &DecisionNoticeData) -> Vec<u8> {
-    let mut doc = PdfDocument::new(format!("{} — {}", data.notice_title, data.reference), HEADER);
+    let mut doc = PdfDocument::new(
+        format!("{} — {}", data.notice_title, data.reference),
+        HEADER,
+    );
     doc.push(Style::Title, data.notice_title.clone());
-    doc.push(Style::Body, format!("Article 40-2 du code de procédure pénale — {}", data.parquet));
+    doc.push(
+        Style::Body,
+        format!(
+            "Article 40-2 du code de procédure pénale — {}",
+            data.parquet
+        ),
+    );
     doc.push(Style::Heading, "Saisine concernée");
-    doc.push(Style::Body, format!("Référence Info Parquet : {}", data.reference));
+    doc.push(
+        Style::Body,
+        format!("Référence Info Parquet : {}", data.reference),
+    );
     if let Some(number) = &data.parquet_number {
         doc.push(Style::Body, format!("Numéro parquet : {number}"));
     }
-    doc.push(Style::Body, format!("Expéditeur : {}", data.sender_organisation));
+    doc.push(
+        Style::Body,
+        format!("Expéditeur : {}", data.sender_organisation),
+    );
     doc.push(Style::Body, format!("Objet : {}", data.title));
     doc.push(Style::Heading, "Décision");
-    doc.push(Style::Body, format!("Le {}, le procureur de la République a décidé : {}.", paris_time(data.decided_at), data.decision));
+    doc.push(
+        Style::Body,
+        format!(
+            "Le {}, le procureur de la République a décidé : {}.",
+            paris_time(data.decided_at),
+            data.decision
+        ),
+    );
     if let Some(reason) = &data.reason {
         doc.push(Style::Body, format!("Motif : {reason}"));
     }
@@ -143,7 +191,11 @@ mod tests {
             sender_agent: "Claire Martin".into(),
             parquet: "Parquet du tribunal judiciaire de Blois".into(),
             title: "Tromperie".into(),
-            attachments: vec![ReceiptAttachment { filename: "pv.pdf".into(), size: 2048, sha256: "ab".repeat(32) }],
+            attachments: vec![ReceiptAttachment {
+                filename: "pv.pdf".into(),
+                size: 2048,
+                sha256: "ab".repeat(32),
+            }],
             verification_code: "ABCD-EFGH-JKLM".into(),
             verification_url: "http://127.0.0.1:8080/verify".into(),
         };

@@ -29,8 +29,20 @@ pub fn easter_sunday(year: i32) -> NaiveDate {
 /// Public holidays (jours fériés) of a year. `alsace_moselle` adds Good Friday and 26 December
 /// (départements 57, 67, 68).
 pub fn public_holidays(year: i32, alsace_moselle: bool) -> Vec<NaiveDate> {
-    let fixed = [(1, 1), (5, 1), (5, 8), (7, 14), (8, 15), (11, 1), (11, 11), (12, 25)];
-    let mut days: Vec<NaiveDate> = fixed.iter().filter_map(|&(m, d)| NaiveDate::from_ymd_opt(year, m, d)).collect();
+    let fixed = [
+        (1, 1),
+        (5, 1),
+        (5, 8),
+        (7, 14),
+        (8, 15),
+        (11, 1),
+        (11, 11),
+        (12, 25),
+    ];
+    let mut days: Vec<NaiveDate> = fixed
+        .iter()
+        .filter_map(|&(m, d)| NaiveDate::from_ymd_opt(year, m, d))
+        .collect();
     let easter = easter_sunday(year);
     days.push(easter + Duration::days(1)); // lundi de Pâques
     days.push(easter + Duration::days(39)); // Ascension
@@ -44,7 +56,8 @@ pub fn public_holidays(year: i32, alsace_moselle: bool) -> Vec<NaiveDate> {
 }
 
 pub fn is_working_day(day: NaiveDate, alsace_moselle: bool) -> bool {
-    !matches!(day.weekday(), Weekday::Sat | Weekday::Sun) && !public_holidays(day.year(), alsace_moselle).contains(&day)
+    !matches!(day.weekday(), Weekday::Sat | Weekday::Sun)
+        && !public_holidays(day.year(), alsace_moselle).contains(&day)
 }
 
 /// Départements with the local law of Alsace-Moselle.
@@ -69,7 +82,9 @@ fn end_of_day_paris(day: NaiveDate) -> DateTime<Utc> {
     let next_midnight = day.succ_opt().unwrap_or(day).and_time(NaiveTime::MIN);
     // Midnight always exists in Paris (DST changes happen at 02:00/03:00).
     let local = Paris.from_local_datetime(&next_midnight).earliest();
-    local.map(|t| t.with_timezone(&Utc) - Duration::milliseconds(1)).unwrap_or_else(|| next_midnight.and_utc())
+    local
+        .map(|t| t.with_timezone(&Utc) - Duration::milliseconds(1))
+        .unwrap_or_else(|| next_midnight.and_utc())
 }
 
 /// Per-urgency deadlines, configurable per parquet.
@@ -82,7 +97,11 @@ pub struct DeadlinePolicy {
 
 impl Default for DeadlinePolicy {
     fn default() -> Self {
-        DeadlinePolicy { immediate_acknowledge_minutes: 60, urgent_acknowledge_hours: 24, normal_register_working_days: 10 }
+        DeadlinePolicy {
+            immediate_acknowledge_minutes: 60,
+            urgent_acknowledge_hours: 24,
+            normal_register_working_days: 10,
+        }
     }
 }
 
@@ -106,7 +125,12 @@ pub const DECISION_REMINDER_MONTHS: u32 = 3;
 
 impl DeadlinePolicy {
     /// The first deadline that applies to a sent referral, from the instant it was sent.
-    pub fn first_deadline(&self, urgency: Urgency, submitted_at: DateTime<Utc>, alsace_moselle: bool) -> Deadline {
+    pub fn first_deadline(
+        &self,
+        urgency: Urgency,
+        submitted_at: DateTime<Utc>,
+        alsace_moselle: bool,
+    ) -> Deadline {
         match urgency {
             Urgency::Immediate => Deadline {
                 kind: DeadlineKind::Acknowledge,
@@ -118,7 +142,11 @@ impl DeadlinePolicy {
             },
             Urgency::Normal => Deadline {
                 kind: DeadlineKind::Register,
-                due_at: add_working_days(submitted_at, self.normal_register_working_days, alsace_moselle),
+                due_at: add_working_days(
+                    submitted_at,
+                    self.normal_register_working_days,
+                    alsace_moselle,
+                ),
             },
         }
     }
@@ -140,14 +168,21 @@ impl DeadlinePolicy {
             let due_at = registered_at
                 .checked_add_months(chrono::Months::new(DECISION_REMINDER_MONTHS))
                 .unwrap_or(registered_at);
-            return Some(Deadline { kind: DeadlineKind::Decide, due_at });
+            return Some(Deadline {
+                kind: DeadlineKind::Decide,
+                due_at,
+            });
         }
         let first = self.first_deadline(urgency, submitted_at, alsace_moselle);
         if first.kind == DeadlineKind::Acknowledge && acknowledged_at.is_some() {
             // Once acknowledged, an urgent referral still has to be registered like any other.
             return Some(Deadline {
                 kind: DeadlineKind::Register,
-                due_at: add_working_days(submitted_at, self.normal_register_working_days, alsace_moselle),
+                due_at: add_working_days(
+                    submitted_at,
+                    self.normal_register_working_days,
+                    alsace_moselle,
+                ),
             });
         }
         Some(first)
@@ -163,7 +198,11 @@ mod tests {
     }
 
     fn paris(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
-        Paris.with_ymd_and_hms(y, m, d, h, min, 0).single().expect("unambiguous").with_timezone(&Utc)
+        Paris
+            .with_ymd_and_hms(y, m, d, h, min, 0)
+            .single()
+            .expect("unambiguous")
+            .with_timezone(&Utc)
     }
 
     #[test]
@@ -193,9 +232,15 @@ mod tests {
         assert_eq!(due.with_timezone(&Paris).date_naive(), date(2026, 5, 12));
         // Christmas week in Moselle loses the 26th too.
         let normal = add_working_days(paris(2025, 12, 24, 9, 0), 1, false);
-        assert_eq!(normal.with_timezone(&Paris).date_naive(), date(2025, 12, 26));
+        assert_eq!(
+            normal.with_timezone(&Paris).date_naive(),
+            date(2025, 12, 26)
+        );
         let moselle = add_working_days(paris(2025, 12, 24, 9, 0), 1, true);
-        assert_eq!(moselle.with_timezone(&Paris).date_naive(), date(2025, 12, 29));
+        assert_eq!(
+            moselle.with_timezone(&Paris).date_naive(),
+            date(2025, 12, 29)
+        );
     }
 
     #[test]
@@ -215,7 +260,14 @@ mod tests {
         let sent = paris(2026, 3, 29, 1, 30);
         let deadline = policy.first_deadline(Urgency::Immediate, sent, false);
         assert_eq!(deadline.kind, DeadlineKind::Acknowledge);
-        assert_eq!(deadline.due_at.with_timezone(&Paris).format("%H:%M").to_string(), "03:30");
+        assert_eq!(
+            deadline
+                .due_at
+                .with_timezone(&Paris)
+                .format("%H:%M")
+                .to_string(),
+            "03:30"
+        );
     }
 
     #[test]
@@ -224,10 +276,15 @@ mod tests {
         let sent = paris(2026, 6, 1, 10, 0);
         let urgent = policy.current_deadline(Urgency::Urgent, sent, None, None, false, false);
         assert_eq!(urgent.map(|d| d.kind), Some(DeadlineKind::Acknowledge));
-        let acknowledged = policy.current_deadline(Urgency::Urgent, sent, Some(sent), None, false, false);
+        let acknowledged =
+            policy.current_deadline(Urgency::Urgent, sent, Some(sent), None, false, false);
         assert_eq!(acknowledged.map(|d| d.kind), Some(DeadlineKind::Register));
-        let registered = policy.current_deadline(Urgency::Normal, sent, None, Some(sent), false, false);
+        let registered =
+            policy.current_deadline(Urgency::Normal, sent, None, Some(sent), false, false);
         assert_eq!(registered.map(|d| d.due_at), Some(paris(2026, 9, 1, 10, 0)));
-        assert_eq!(policy.current_deadline(Urgency::Normal, sent, None, Some(sent), true, false), None);
+        assert_eq!(
+            policy.current_deadline(Urgency::Normal, sent, None, Some(sent), true, false),
+            None
+        );
     }
 }

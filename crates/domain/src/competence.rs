@@ -27,7 +27,13 @@ impl Competence {
     }
 
     pub fn parse(value: &str) -> Option<Competence> {
-        [Competence::Official, Competence::Estimated, Competence::Chosen].into_iter().find(|c| c.as_str() == value)
+        [
+            Competence::Official,
+            Competence::Estimated,
+            Competence::Chosen,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == value)
     }
 
     pub fn label_fr(self) -> &'static str {
@@ -60,14 +66,25 @@ pub struct CourtSeat {
 }
 
 /// Derives commune → (court, competence) for every commune it can place.
-pub fn derive_competences(communes: &[CommuneGeo], courts: &[CourtSeat]) -> HashMap<String, (String, Competence)> {
-    let by_insee: HashMap<&str, &CommuneGeo> = communes.iter().map(|c| (c.insee.as_str(), c)).collect();
+pub fn derive_competences(
+    communes: &[CommuneGeo],
+    courts: &[CourtSeat],
+) -> HashMap<String, (String, Competence)> {
+    let by_insee: HashMap<&str, &CommuneGeo> =
+        communes.iter().map(|c| (c.insee.as_str(), c)).collect();
     let mut courts_by_departement: HashMap<&str, Vec<&CourtSeat>> = HashMap::new();
     for court in courts {
-        courts_by_departement.entry(court.departement.as_str()).or_default().push(court);
+        courts_by_departement
+            .entry(court.departement.as_str())
+            .or_default()
+            .push(court);
     }
     let seat_arrondissement = |court: &CourtSeat| -> Option<&str> {
-        court.seat_insee.as_deref().and_then(|insee| by_insee.get(insee)).map(|c| c.arrondissement.as_str())
+        court
+            .seat_insee
+            .as_deref()
+            .and_then(|insee| by_insee.get(insee))
+            .map(|c| c.arrondissement.as_str())
     };
 
     let mut result = HashMap::new();
@@ -79,11 +96,18 @@ pub fn derive_competences(communes: &[CommuneGeo], courts: &[CourtSeat]) -> Hash
             [only] => (only.court_key.clone(), Competence::Official),
             several => {
                 let arrondissement = if commune.arrondissement.is_empty() {
-                    commune.parent.as_deref().and_then(|p| by_insee.get(p)).map(|p| p.arrondissement.as_str()).unwrap_or("")
+                    commune
+                        .parent
+                        .as_deref()
+                        .and_then(|p| by_insee.get(p))
+                        .map(|p| p.arrondissement.as_str())
+                        .unwrap_or("")
                 } else {
                     commune.arrondissement.as_str()
                 };
-                let in_arrondissement = several.iter().find(|court| seat_arrondissement(court) == Some(arrondissement));
+                let in_arrondissement = several
+                    .iter()
+                    .find(|court| seat_arrondissement(court) == Some(arrondissement));
                 // Without a seat in its arrondissement, a commune most likely goes to the court
                 // of the first seat listed for the département (courts are listed by seat code,
                 // so the prefecture's court usually comes first); still an estimate.
@@ -104,11 +128,20 @@ mod tests {
     use super::*;
 
     fn commune(insee: &str, departement: &str, arrondissement: &str) -> CommuneGeo {
-        CommuneGeo { insee: insee.into(), departement: departement.into(), arrondissement: arrondissement.into(), parent: None }
+        CommuneGeo {
+            insee: insee.into(),
+            departement: departement.into(),
+            arrondissement: arrondissement.into(),
+            parent: None,
+        }
     }
 
     fn court(key: &str, departement: &str, seat: &str) -> CourtSeat {
-        CourtSeat { court_key: key.into(), departement: departement.into(), seat_insee: Some(seat.into()) }
+        CourtSeat {
+            court_key: key.into(),
+            departement: departement.into(),
+            seat_insee: Some(seat.into()),
+        }
     }
 
     #[test]
@@ -121,7 +154,11 @@ mod tests {
             commune("59009", "59", "595"),
             commune("59999", "59", "599"),
         ];
-        let courts = vec![court("blois", "41", "41018"), court("lille", "59", "59350"), court("douai", "59", "59178")];
+        let courts = vec![
+            court("blois", "41", "41018"),
+            court("lille", "59", "59350"),
+            court("douai", "59", "59178"),
+        ];
         let map = derive_competences(&communes, &courts);
         assert_eq!(map["41269"], ("blois".to_string(), Competence::Official));
         assert_eq!(map["59009"], ("lille".to_string(), Competence::Estimated));
@@ -134,7 +171,11 @@ mod tests {
     fn delegated_commune_without_arrondissement_uses_its_parent() {
         let mut delegated = commune("59999", "59", "");
         delegated.parent = Some("59178".into());
-        let communes = vec![commune("59350", "59", "595"), commune("59178", "59", "592"), delegated];
+        let communes = vec![
+            commune("59350", "59", "595"),
+            commune("59178", "59", "592"),
+            delegated,
+        ];
         let courts = vec![court("lille", "59", "59350"), court("douai", "59", "59178")];
         assert_eq!(derive_competences(&communes, &courts)["59999"].0, "douai");
     }

@@ -16,7 +16,9 @@ pub enum IdentifierError {
     InseeFormat,
     #[error("le numéro NATINF doit être un nombre entier entre 1 et 99999")]
     NatinfFormat,
-    #[error("le numéro parquet doit comporter de 4 à 32 caractères (chiffres, lettres, « - » ou « / »)")]
+    #[error(
+        "le numéro parquet doit comporter de 4 à 32 caractères (chiffres, lettres, « - » ou « / »)"
+    )]
     ParquetNumberFormat,
 }
 
@@ -40,7 +42,7 @@ fn luhn_valid(digits: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// Accepts the spaces that people type in SIREN/SIRET ("130 025 265 00013").
@@ -98,12 +100,17 @@ impl FromStr for Siret {
         if value.len() != 14 || !value.bytes().all(|b| b.is_ascii_digit()) {
             return Err(IdentifierError::SiretLength);
         }
-        let valid = if value.starts_with(LA_POSTE_SIREN) && value != format!("{LA_POSTE_SIREN}00012") {
-            // La Poste's establishments: the sum of the digits is a multiple of 5.
-            value.bytes().map(|b| u32::from(b - b'0')).sum::<u32>() % 5 == 0
-        } else {
-            luhn_valid(&value)
-        };
+        let valid =
+            if value.starts_with(LA_POSTE_SIREN) && value != format!("{LA_POSTE_SIREN}00012") {
+                // La Poste's establishments: the sum of the digits is a multiple of 5.
+                value
+                    .bytes()
+                    .map(|b| u32::from(b - b'0'))
+                    .sum::<u32>()
+                    .is_multiple_of(5)
+            } else {
+                luhn_valid(&value)
+            };
         if !valid {
             return Err(IdentifierError::LuhnChecksum);
         }
@@ -177,7 +184,10 @@ impl NatinfCode {
 impl FromStr for NatinfCode {
     type Err = IdentifierError;
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let value: i64 = input.trim().parse().map_err(|_| IdentifierError::NatinfFormat)?;
+        let value: i64 = input
+            .trim()
+            .parse()
+            .map_err(|_| IdentifierError::NatinfFormat)?;
         NatinfCode::new(value)
     }
 }
@@ -199,7 +209,9 @@ impl FromStr for ParquetNumber {
     fn from_str(input: &str) -> Result<Self, Self::Err> {
         let value = input.trim().to_ascii_uppercase();
         let shape_ok = (4..=32).contains(&value.len())
-            && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'/')
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'/')
             && value.bytes().any(|b| b.is_ascii_digit())
             && value.as_bytes()[0].is_ascii_alphanumeric();
         if !shape_ok {
@@ -257,48 +269,83 @@ mod tests {
     #[test]
     fn siren_accepts_valid_and_spaced_numbers() {
         // DINUM and INSEE.
-        assert_eq!("130025265".parse::<Siren>().map(|s| s.0), Ok("130025265".into()));
+        assert_eq!(
+            "130025265".parse::<Siren>().map(|s| s.0),
+            Ok("130025265".into())
+        );
         assert!("120 027 016".parse::<Siren>().is_ok());
     }
 
     #[test]
     fn siren_rejects_bad_checksum_and_length() {
-        assert_eq!("130025266".parse::<Siren>(), Err(IdentifierError::LuhnChecksum));
-        assert_eq!("13002526".parse::<Siren>(), Err(IdentifierError::SirenLength));
-        assert_eq!("13002526a".parse::<Siren>(), Err(IdentifierError::SirenLength));
+        assert_eq!(
+            "130025266".parse::<Siren>(),
+            Err(IdentifierError::LuhnChecksum)
+        );
+        assert_eq!(
+            "13002526".parse::<Siren>(),
+            Err(IdentifierError::SirenLength)
+        );
+        assert_eq!(
+            "13002526a".parse::<Siren>(),
+            Err(IdentifierError::SirenLength)
+        );
     }
 
     #[test]
     fn siret_luhn_and_la_poste_exception() {
         let dinum: Siret = "130 025 265 00013".parse().expect("valid SIRET");
         assert_eq!(dinum.siren().as_str(), "130025265");
-        assert_eq!("13002526500014".parse::<Siret>(), Err(IdentifierError::LuhnChecksum));
+        assert_eq!(
+            "13002526500014".parse::<Siret>(),
+            Err(IdentifierError::LuhnChecksum)
+        );
     }
 
     #[test]
     fn la_poste_establishments_use_sum_of_digits() {
         // 3+5+6 = 14; add NIC digits to reach a multiple of 5.
         assert!("35600000000010".parse::<Siret>().is_ok()); // 14 + 1 = 15
-        assert_eq!("35600000000011".parse::<Siret>(), Err(IdentifierError::LuhnChecksum)); // 16
-        // This NIC is not Luhn-valid, so only the La Poste rule can accept it.
+        assert_eq!(
+            "35600000000011".parse::<Siret>(),
+            Err(IdentifierError::LuhnChecksum)
+        ); // 16
+           // This NIC is not Luhn-valid, so only the La Poste rule can accept it.
         assert!(!luhn_valid("35600000000010"));
     }
 
     #[test]
     fn insee_codes_of_every_shape() {
-        for good in ["41018", "59350", "2A004", "2b033", "97101", "97611", "98818", "01001"] {
+        for good in [
+            "41018", "59350", "2A004", "2b033", "97101", "97611", "98818", "01001",
+        ] {
             assert!(good.parse::<InseeCode>().is_ok(), "{good}");
         }
-        for bad in ["4101", "410188", "20004", "2C004", "97901", "00001", "4101A", "98301", ""] {
+        for bad in [
+            "4101", "410188", "20004", "2C004", "97901", "00001", "4101A", "98301", "",
+        ] {
             assert!(bad.parse::<InseeCode>().is_err(), "{bad}");
         }
-        assert_eq!("2b033".parse::<InseeCode>().map(|c| c.departement().to_string()), Ok("2B".into()));
-        assert_eq!("97101".parse::<InseeCode>().map(|c| c.departement().to_string()), Ok("971".into()));
+        assert_eq!(
+            "2b033"
+                .parse::<InseeCode>()
+                .map(|c| c.departement().to_string()),
+            Ok("2B".into())
+        );
+        assert_eq!(
+            "97101"
+                .parse::<InseeCode>()
+                .map(|c| c.departement().to_string()),
+            Ok("971".into())
+        );
     }
 
     #[test]
     fn natinf_bounds() {
-        assert_eq!("7151".parse::<NatinfCode>().map(NatinfCode::value), Ok(7151));
+        assert_eq!(
+            "7151".parse::<NatinfCode>().map(NatinfCode::value),
+            Ok(7151)
+        );
         assert!("0".parse::<NatinfCode>().is_err());
         assert!("100000".parse::<NatinfCode>().is_err());
         assert!("VOL".parse::<NatinfCode>().is_err());
@@ -306,9 +353,22 @@ mod tests {
 
     #[test]
     fn parquet_numbers() {
-        assert_eq!("26015000123".parse::<ParquetNumber>().map(String::from), Ok("26015000123".into()));
-        assert_eq!(" 26/015/123 ".parse::<ParquetNumber>().map(String::from), Ok("26/015/123".into()));
-        for bad in ["", "12", "ABCDE", "-1234", "12 34", "1234567890123456789012345678901234"] {
+        assert_eq!(
+            "26015000123".parse::<ParquetNumber>().map(String::from),
+            Ok("26015000123".into())
+        );
+        assert_eq!(
+            " 26/015/123 ".parse::<ParquetNumber>().map(String::from),
+            Ok("26/015/123".into())
+        );
+        for bad in [
+            "",
+            "12",
+            "ABCDE",
+            "-1234",
+            "12 34",
+            "1234567890123456789012345678901234",
+        ] {
             assert!(bad.parse::<ParquetNumber>().is_err(), "{bad}");
         }
     }

@@ -31,7 +31,13 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [Role::Agent, Role::Referent, Role::Clerk, Role::Prosecutor, Role::Admin];
+    pub const ALL: [Role; 5] = [
+        Role::Agent,
+        Role::Referent,
+        Role::Clerk,
+        Role::Prosecutor,
+        Role::Admin,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -94,8 +100,12 @@ impl OrganisationKind {
     }
 
     pub fn parse(value: &str) -> Option<OrganisationKind> {
-        [OrganisationKind::Administration, OrganisationKind::Parquet, OrganisationKind::Platform]
-            .into_iter()
-            .find(|kind| kind.as_str() == value)
+        [
+            OrganisationKind::Administration,
+            OrganisationKind::Parquet,
+            OrganisationKind::Platform,
+        ]
+        .into_iter()
+        .find(|kind| kind.as_str() == value)
     }
 }

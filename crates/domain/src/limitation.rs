@@ -54,8 +54,14 @@ impl Gravity {
 
 /// The limitation date of a referral: `None` when the facts have no date or no offence is ranked.
 /// `last_day_of_facts` is the end of the period, or its start when the facts have no end date.
-pub fn limitation_date(last_day_of_facts: Option<NaiveDate>, natures: &[&str]) -> Option<NaiveDate> {
-    let gravity = natures.iter().map(|nature| Gravity::from_nature(nature)).max()?;
+pub fn limitation_date(
+    last_day_of_facts: Option<NaiveDate>,
+    natures: &[&str],
+) -> Option<NaiveDate> {
+    let gravity = natures
+        .iter()
+        .map(|nature| Gravity::from_nature(nature))
+        .max()?;
     let years = gravity.limitation_years()?;
     // Months::new(12 * years) keeps 29 February within February (28th) in non-leap years.
     last_day_of_facts?.checked_add_months(Months::new(12 * years))
@@ -64,7 +70,10 @@ pub fn limitation_date(last_day_of_facts: Option<NaiveDate>, natures: &[&str]) -
 /// Whether the only chosen offences are contraventions: article 40 concerns crimes and délits,
 /// so the form warns the agent.
 pub fn only_contraventions(natures: &[&str]) -> bool {
-    !natures.is_empty() && natures.iter().all(|nature| Gravity::from_nature(nature) == Gravity::Contravention)
+    !natures.is_empty()
+        && natures
+            .iter()
+            .all(|nature| Gravity::from_nature(nature) == Gravity::Contravention)
 }
 
 #[cfg(test)]
@@ -79,48 +88,87 @@ mod tests {
     fn ranks_natures() {
         assert_eq!(Gravity::from_nature("Crime"), Gravity::Crime);
         assert_eq!(Gravity::from_nature("Délit"), Gravity::Delit);
-        assert_eq!(Gravity::from_nature("Délit douanier de classe 1"), Gravity::Delit);
+        assert_eq!(
+            Gravity::from_nature("Délit douanier de classe 1"),
+            Gravity::Delit
+        );
         assert_eq!(Gravity::from_nature("Délit fiscal"), Gravity::Delit);
-        assert_eq!(Gravity::from_nature("Contravention de classe 5"), Gravity::Contravention);
-        assert_eq!(Gravity::from_nature("Contravention douanière de classe 5"), Gravity::Contravention);
+        assert_eq!(
+            Gravity::from_nature("Contravention de classe 5"),
+            Gravity::Contravention
+        );
+        assert_eq!(
+            Gravity::from_nature("Contravention douanière de classe 5"),
+            Gravity::Contravention
+        );
         assert_eq!(Gravity::from_nature("Infraction civile"), Gravity::Unranked);
     }
 
     #[test]
     fn periods_by_gravity() {
         let end = date(2026, 4, 30);
-        assert_eq!(limitation_date(Some(end), &["Contravention de classe 3"]), Some(date(2027, 4, 30)));
-        assert_eq!(limitation_date(Some(end), &["Délit"]), Some(date(2032, 4, 30)));
-        assert_eq!(limitation_date(Some(end), &["Crime"]), Some(date(2046, 4, 30)));
+        assert_eq!(
+            limitation_date(Some(end), &["Contravention de classe 3"]),
+            Some(date(2027, 4, 30))
+        );
+        assert_eq!(
+            limitation_date(Some(end), &["Délit"]),
+            Some(date(2032, 4, 30))
+        );
+        assert_eq!(
+            limitation_date(Some(end), &["Crime"]),
+            Some(date(2046, 4, 30))
+        );
     }
 
     #[test]
     fn the_most_serious_offence_decides() {
         let end = date(2026, 1, 15);
         assert_eq!(
-            limitation_date(Some(end), &["Contravention de classe 5", "Délit", "Infraction civile"]),
+            limitation_date(
+                Some(end),
+                &["Contravention de classe 5", "Délit", "Infraction civile"]
+            ),
             Some(date(2032, 1, 15))
         );
-        assert_eq!(limitation_date(Some(end), &["Délit", "Crime"]), Some(date(2046, 1, 15)));
+        assert_eq!(
+            limitation_date(Some(end), &["Délit", "Crime"]),
+            Some(date(2046, 1, 15))
+        );
     }
 
     #[test]
     fn no_date_or_no_ranked_offence_gives_no_limitation() {
         assert_eq!(limitation_date(None, &["Délit"]), None);
         assert_eq!(limitation_date(Some(date(2026, 1, 1)), &[]), None);
-        assert_eq!(limitation_date(Some(date(2026, 1, 1)), &["Infraction civile"]), None);
+        assert_eq!(
+            limitation_date(Some(date(2026, 1, 1)), &["Infraction civile"]),
+            None
+        );
     }
 
     #[test]
     fn leap_day() {
-        assert_eq!(limitation_date(Some(date(2024, 2, 29)), &["Contravention de classe 1"]), Some(date(2025, 2, 28)));
-        assert_eq!(limitation_date(Some(date(2024, 2, 29)), &["Crime"]), Some(date(2044, 2, 29)));
+        assert_eq!(
+            limitation_date(Some(date(2024, 2, 29)), &["Contravention de classe 1"]),
+            Some(date(2025, 2, 28))
+        );
+        assert_eq!(
+            limitation_date(Some(date(2024, 2, 29)), &["Crime"]),
+            Some(date(2044, 2, 29))
+        );
     }
 
     #[test]
     fn contravention_warning() {
-        assert!(only_contraventions(&["Contravention de classe 5", "Contravention de classe 1"]));
-        assert!(!only_contraventions(&["Contravention de classe 5", "Délit"]));
+        assert!(only_contraventions(&[
+            "Contravention de classe 5",
+            "Contravention de classe 1"
+        ]));
+        assert!(!only_contraventions(&[
+            "Contravention de classe 5",
+            "Délit"
+        ]));
         assert!(!only_contraventions(&[]));
     }
 }

@@ -25,7 +25,10 @@ pub struct ReferralScope {
 
 pub fn can_see_referral(actor: &Actor, referral: &ReferralScope) -> bool {
     match actor.role {
-        Role::Agent => referral.administration_id == actor.organisation_id && referral.author_id == actor.user_id,
+        Role::Agent => {
+            referral.administration_id == actor.organisation_id
+                && referral.author_id == actor.user_id
+        }
         Role::Referent => referral.administration_id == actor.organisation_id,
         Role::Clerk | Role::Prosecutor => {
             referral.parquet_id == Some(actor.organisation_id)
@@ -58,7 +61,9 @@ impl Audience {
     }
 
     pub fn parse(value: &str) -> Option<Audience> {
-        [Audience::Everyone, Audience::Sender, Audience::Parquet].into_iter().find(|a| a.as_str() == value)
+        [Audience::Everyone, Audience::Sender, Audience::Parquet]
+            .into_iter()
+            .find(|a| a.as_str() == value)
     }
 
     pub fn visible_to(self, role: Role) -> bool {
@@ -75,28 +80,75 @@ mod tests {
     use super::*;
 
     fn ids() -> (Uuid, Uuid, Uuid, Uuid) {
-        (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7())
+        (
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+        )
     }
 
     #[test]
     fn tenancy_rules() {
         let (administration, parquet, author, other_user) = ids();
         let other_org = Uuid::now_v7();
-        let referral = ReferralScope { administration_id: administration, author_id: author, parquet_id: Some(parquet), status: Status::Submitted };
-        let actor = |user_id, organisation_id, role| Actor { user_id, organisation_id, role };
+        let referral = ReferralScope {
+            administration_id: administration,
+            author_id: author,
+            parquet_id: Some(parquet),
+            status: Status::Submitted,
+        };
+        let actor = |user_id, organisation_id, role| Actor {
+            user_id,
+            organisation_id,
+            role,
+        };
 
-        assert!(can_see_referral(&actor(author, administration, Role::Agent), &referral));
-        assert!(!can_see_referral(&actor(other_user, administration, Role::Agent), &referral), "another agent of the service");
-        assert!(can_see_referral(&actor(other_user, administration, Role::Referent), &referral));
-        assert!(!can_see_referral(&actor(other_user, other_org, Role::Referent), &referral));
-        assert!(can_see_referral(&actor(other_user, parquet, Role::Clerk), &referral));
-        assert!(can_see_referral(&actor(other_user, parquet, Role::Prosecutor), &referral));
-        assert!(!can_see_referral(&actor(other_user, other_org, Role::Clerk), &referral), "another parquet");
-        assert!(!can_see_referral(&actor(other_user, parquet, Role::Admin), &referral));
+        assert!(can_see_referral(
+            &actor(author, administration, Role::Agent),
+            &referral
+        ));
+        assert!(
+            !can_see_referral(&actor(other_user, administration, Role::Agent), &referral),
+            "another agent of the service"
+        );
+        assert!(can_see_referral(
+            &actor(other_user, administration, Role::Referent),
+            &referral
+        ));
+        assert!(!can_see_referral(
+            &actor(other_user, other_org, Role::Referent),
+            &referral
+        ));
+        assert!(can_see_referral(
+            &actor(other_user, parquet, Role::Clerk),
+            &referral
+        ));
+        assert!(can_see_referral(
+            &actor(other_user, parquet, Role::Prosecutor),
+            &referral
+        ));
+        assert!(
+            !can_see_referral(&actor(other_user, other_org, Role::Clerk), &referral),
+            "another parquet"
+        );
+        assert!(!can_see_referral(
+            &actor(other_user, parquet, Role::Admin),
+            &referral
+        ));
 
-        let draft = ReferralScope { status: Status::Draft, ..referral };
-        assert!(!can_see_referral(&actor(other_user, parquet, Role::Clerk), &draft), "parquets never see drafts");
-        assert!(can_see_referral(&actor(author, administration, Role::Agent), &draft));
+        let draft = ReferralScope {
+            status: Status::Draft,
+            ..referral
+        };
+        assert!(
+            !can_see_referral(&actor(other_user, parquet, Role::Clerk), &draft),
+            "parquets never see drafts"
+        );
+        assert!(can_see_referral(
+            &actor(author, administration, Role::Agent),
+            &draft
+        ));
     }
 
     #[test]

@@ -251,42 +251,183 @@ const OPEN_AFTER_SENDING: &[Status] = &[
 /// The single source of truth for the state machine. The web layer, the API and the tests all
 /// read this table; nothing else decides whether an action is allowed.
 pub const TRANSITIONS: &[Transition] = &[
-    Transition { action: Action::View, from: Status::ALL, roles: EVERYONE_INVOLVED, target: Target::Stay },
-    Transition { action: Action::Edit, from: &[Draft], roles: SENDERS, target: Target::Stay },
     Transition {
-        action: Action::AddAttachment,
-        from: &[Draft, AwaitingValidation, Submitted, Registered, UnderInvestigation, ComplementRequested, AlternativeMeasure, Prosecuted, JudicialInvestigation, Dismissed, Joined, Judged],
+        action: Action::View,
+        from: Status::ALL,
+        roles: EVERYONE_INVOLVED,
+        target: Target::Stay,
+    },
+    Transition {
+        action: Action::Edit,
+        from: &[Draft],
         roles: SENDERS,
         target: Target::Stay,
     },
-    Transition { action: Action::Submit, from: &[Draft], roles: SENDERS, target: Target::SubmitOrAwaitValidation },
-    Transition { action: Action::Validate, from: &[AwaitingValidation], roles: &[Referent], target: Target::To(Submitted) },
-    Transition { action: Action::ReturnToDraft, from: &[AwaitingValidation], roles: &[Referent], target: Target::To(Draft) },
-    Transition { action: Action::Withdraw, from: &[Draft, AwaitingValidation, Submitted], roles: SENDERS, target: Target::To(Withdrawn) },
-    Transition { action: Action::Acknowledge, from: &[Submitted], roles: PARQUET, target: Target::Stay },
-    Transition { action: Action::Register, from: &[Submitted], roles: &[Clerk], target: Target::To(Registered) },
+    Transition {
+        action: Action::AddAttachment,
+        from: &[
+            Draft,
+            AwaitingValidation,
+            Submitted,
+            Registered,
+            UnderInvestigation,
+            ComplementRequested,
+            AlternativeMeasure,
+            Prosecuted,
+            JudicialInvestigation,
+            Dismissed,
+            Joined,
+            Judged,
+        ],
+        roles: SENDERS,
+        target: Target::Stay,
+    },
+    Transition {
+        action: Action::Submit,
+        from: &[Draft],
+        roles: SENDERS,
+        target: Target::SubmitOrAwaitValidation,
+    },
+    Transition {
+        action: Action::Validate,
+        from: &[AwaitingValidation],
+        roles: &[Referent],
+        target: Target::To(Submitted),
+    },
+    Transition {
+        action: Action::ReturnToDraft,
+        from: &[AwaitingValidation],
+        roles: &[Referent],
+        target: Target::To(Draft),
+    },
+    Transition {
+        action: Action::Withdraw,
+        from: &[Draft, AwaitingValidation, Submitted],
+        roles: SENDERS,
+        target: Target::To(Withdrawn),
+    },
+    Transition {
+        action: Action::Acknowledge,
+        from: &[Submitted],
+        roles: PARQUET,
+        target: Target::Stay,
+    },
+    Transition {
+        action: Action::Register,
+        from: &[Submitted],
+        roles: &[Clerk],
+        target: Target::To(Registered),
+    },
     Transition {
         action: Action::Assign,
-        from: &[Submitted, Registered, UnderInvestigation, ComplementRequested, AlternativeMeasure, Prosecuted, JudicialInvestigation],
+        from: &[
+            Submitted,
+            Registered,
+            UnderInvestigation,
+            ComplementRequested,
+            AlternativeMeasure,
+            Prosecuted,
+            JudicialInvestigation,
+        ],
         roles: &[Clerk],
         target: Target::Stay,
     },
-    Transition { action: Action::RequestComplement, from: &[Submitted, Registered, UnderInvestigation], roles: PARQUET, target: Target::To(ComplementRequested) },
-    Transition { action: Action::AnswerComplement, from: &[ComplementRequested], roles: SENDERS, target: Target::Resume },
-    Transition { action: Action::OpenInvestigation, from: &[Registered], roles: PARQUET, target: Target::To(UnderInvestigation) },
-    Transition { action: Action::Transfer, from: &[Submitted, Registered], roles: PARQUET, target: Target::To(Submitted) },
-    Transition { action: Action::DecideDismissal, from: BEFORE_DECISION, roles: PARQUET, target: Target::To(Dismissed) },
-    Transition { action: Action::DecideAlternativeMeasure, from: BEFORE_DECISION, roles: PARQUET, target: Target::To(AlternativeMeasure) },
-    Transition { action: Action::DecideProsecution, from: BEFORE_DECISION, roles: PARQUET, target: Target::To(Prosecuted) },
-    Transition { action: Action::DecideJudicialInvestigation, from: BEFORE_DECISION, roles: PARQUET, target: Target::To(JudicialInvestigation) },
-    Transition { action: Action::DecideJoin, from: BEFORE_DECISION, roles: PARQUET, target: Target::To(Joined) },
-    Transition { action: Action::RecordMeasureSuccess, from: &[AlternativeMeasure], roles: PARQUET, target: Target::To(Dismissed) },
-    Transition { action: Action::RecordMeasureFailure, from: &[AlternativeMeasure], roles: PARQUET, target: Target::To(Prosecuted) },
-    Transition { action: Action::RecordJudgement, from: &[Prosecuted, JudicialInvestigation], roles: PARQUET, target: Target::To(Judged) },
-    Transition { action: Action::RecordAppeal, from: &[Judged], roles: PARQUET, target: Target::Stay },
-    Transition { action: Action::Close, from: &[Dismissed, Joined, Judged], roles: PARQUET, target: Target::To(Closed) },
-    Transition { action: Action::PostMessage, from: SENT, roles: EVERYONE_INVOLVED, target: Target::Stay },
-    Transition { action: Action::AddNote, from: OPEN_AFTER_SENDING, roles: PARQUET, target: Target::Stay },
+    Transition {
+        action: Action::RequestComplement,
+        from: &[Submitted, Registered, UnderInvestigation],
+        roles: PARQUET,
+        target: Target::To(ComplementRequested),
+    },
+    Transition {
+        action: Action::AnswerComplement,
+        from: &[ComplementRequested],
+        roles: SENDERS,
+        target: Target::Resume,
+    },
+    Transition {
+        action: Action::OpenInvestigation,
+        from: &[Registered],
+        roles: PARQUET,
+        target: Target::To(UnderInvestigation),
+    },
+    Transition {
+        action: Action::Transfer,
+        from: &[Submitted, Registered],
+        roles: PARQUET,
+        target: Target::To(Submitted),
+    },
+    Transition {
+        action: Action::DecideDismissal,
+        from: BEFORE_DECISION,
+        roles: PARQUET,
+        target: Target::To(Dismissed),
+    },
+    Transition {
+        action: Action::DecideAlternativeMeasure,
+        from: BEFORE_DECISION,
+        roles: PARQUET,
+        target: Target::To(AlternativeMeasure),
+    },
+    Transition {
+        action: Action::DecideProsecution,
+        from: BEFORE_DECISION,
+        roles: PARQUET,
+        target: Target::To(Prosecuted),
+    },
+    Transition {
+        action: Action::DecideJudicialInvestigation,
+        from: BEFORE_DECISION,
+        roles: PARQUET,
+        target: Target::To(JudicialInvestigation),
+    },
+    Transition {
+        action: Action::DecideJoin,
+        from: BEFORE_DECISION,
+        roles: PARQUET,
+        target: Target::To(Joined),
+    },
+    Transition {
+        action: Action::RecordMeasureSuccess,
+        from: &[AlternativeMeasure],
+        roles: PARQUET,
+        target: Target::To(Dismissed),
+    },
+    Transition {
+        action: Action::RecordMeasureFailure,
+        from: &[AlternativeMeasure],
+        roles: PARQUET,
+        target: Target::To(Prosecuted),
+    },
+    Transition {
+        action: Action::RecordJudgement,
+        from: &[Prosecuted, JudicialInvestigation],
+        roles: PARQUET,
+        target: Target::To(Judged),
+    },
+    Transition {
+        action: Action::RecordAppeal,
+        from: &[Judged],
+        roles: PARQUET,
+        target: Target::Stay,
+    },
+    Transition {
+        action: Action::Close,
+        from: &[Dismissed, Joined, Judged],
+        roles: PARQUET,
+        target: Target::To(Closed),
+    },
+    Transition {
+        action: Action::PostMessage,
+        from: SENT,
+        roles: EVERYONE_INVOLVED,
+        target: Target::Stay,
+    },
+    Transition {
+        action: Action::AddNote,
+        from: OPEN_AFTER_SENDING,
+        roles: PARQUET,
+        target: Target::Stay,
+    },
 ];
 
 /// Why an action was refused. The web layer maps the first to 403 and the second to 409.
@@ -295,7 +436,10 @@ pub enum TransitionError {
     #[error("votre rôle ne permet pas l'action « {0} »")]
     RoleNotAllowed(&'static str),
     #[error("l'action « {action} » n'est pas possible quand la saisine est « {status} »")]
-    NotAllowedInStatus { action: &'static str, status: &'static str },
+    NotAllowedInStatus {
+        action: &'static str,
+        status: &'static str,
+    },
 }
 
 /// Facts about the referral that the table's targets depend on.
@@ -320,7 +464,10 @@ pub fn transition(
         .filter(|rule| rule.roles.contains(&role))
         .ok_or(TransitionError::RoleNotAllowed(action.label_fr()))?;
     if !rule.from.contains(&status) {
-        return Err(TransitionError::NotAllowedInStatus { action: action.label_fr(), status: status.label_fr() });
+        return Err(TransitionError::NotAllowedInStatus {
+            action: action.label_fr(),
+            status: status.label_fr(),
+        });
     }
     Ok(match rule.target {
         Target::Stay => status,
@@ -357,7 +504,11 @@ mod tests {
         let involved = sender || parquet;
         let role_ok = match action {
             Action::View | Action::PostMessage => involved,
-            Action::Edit | Action::AddAttachment | Action::Submit | Action::Withdraw | Action::AnswerComplement => sender,
+            Action::Edit
+            | Action::AddAttachment
+            | Action::Submit
+            | Action::Withdraw
+            | Action::AnswerComplement => sender,
             Action::Validate | Action::ReturnToDraft => role == Referent,
             Action::Register | Action::Assign => role == Clerk,
             _ => parquet,
@@ -376,26 +527,50 @@ mod tests {
             (Action::Withdraw, Draft | AwaitingValidation | Submitted) => Some(Withdrawn),
             (Action::Acknowledge, Submitted) => Some(Submitted),
             (Action::Register, Submitted) => Some(Registered),
-            (Action::Assign, s) if matches!(s, Submitted | Registered | UnderInvestigation | ComplementRequested | AlternativeMeasure | Prosecuted | JudicialInvestigation) => Some(s),
-            (Action::RequestComplement, Submitted | Registered | UnderInvestigation) => Some(ComplementRequested),
+            (Action::Assign, s)
+                if matches!(
+                    s,
+                    Submitted
+                        | Registered
+                        | UnderInvestigation
+                        | ComplementRequested
+                        | AlternativeMeasure
+                        | Prosecuted
+                        | JudicialInvestigation
+                ) =>
+            {
+                Some(s)
+            }
+            (Action::RequestComplement, Submitted | Registered | UnderInvestigation) => {
+                Some(ComplementRequested)
+            }
             (Action::AnswerComplement, ComplementRequested) => Some(Submitted),
             (Action::OpenInvestigation, Registered) => Some(UnderInvestigation),
             (Action::Transfer, Submitted | Registered) => Some(Submitted),
             (Action::DecideDismissal, _) if before_decision => Some(Dismissed),
             (Action::DecideAlternativeMeasure, _) if before_decision => Some(AlternativeMeasure),
             (Action::DecideProsecution, _) if before_decision => Some(Prosecuted),
-            (Action::DecideJudicialInvestigation, _) if before_decision => Some(JudicialInvestigation),
+            (Action::DecideJudicialInvestigation, _) if before_decision => {
+                Some(JudicialInvestigation)
+            }
             (Action::DecideJoin, _) if before_decision => Some(Joined),
             (Action::RecordMeasureSuccess, AlternativeMeasure) => Some(Dismissed),
             (Action::RecordMeasureFailure, AlternativeMeasure) => Some(Prosecuted),
             (Action::RecordJudgement, Prosecuted | JudicialInvestigation) => Some(Judged),
             (Action::RecordAppeal, Judged) => Some(Judged),
             (Action::Close, Dismissed | Joined | Judged) => Some(Closed),
-            (Action::PostMessage, s) => (!matches!(s, Draft | AwaitingValidation | Withdrawn)).then_some(s),
-            (Action::AddNote, s) => (!matches!(s, Draft | AwaitingValidation | Withdrawn | Closed)).then_some(s),
+            (Action::PostMessage, s) => {
+                (!matches!(s, Draft | AwaitingValidation | Withdrawn)).then_some(s)
+            }
+            (Action::AddNote, s) => {
+                (!matches!(s, Draft | AwaitingValidation | Withdrawn | Closed)).then_some(s)
+            }
             _ => None,
         };
-        next.ok_or(TransitionError::NotAllowedInStatus { action: action.label_fr(), status: status.label_fr() })
+        next.ok_or(TransitionError::NotAllowedInStatus {
+            action: action.label_fr(),
+            status: status.label_fr(),
+        })
     }
 
     #[test]
@@ -405,32 +580,61 @@ mod tests {
             for &action in Action::ALL {
                 for role in Role::ALL {
                     let got = transition(status, action, role, TransitionContext::default());
-                    assert_eq!(got, expected(status, action, role), "{status} × {action} × {role:?}");
+                    assert_eq!(
+                        got,
+                        expected(status, action, role),
+                        "{status} × {action} × {role:?}"
+                    );
                     checked += 1;
                 }
             }
         }
-        assert_eq!(checked, Status::ALL.len() * Action::ALL.len() * Role::ALL.len());
+        assert_eq!(
+            checked,
+            Status::ALL.len() * Action::ALL.len() * Role::ALL.len()
+        );
         println!("state machine: {checked} (status × action × role) combinations checked");
     }
 
     #[test]
     fn submit_goes_through_validation_when_the_service_requires_it() {
-        let ctx = TransitionContext { service_requires_validation: true, ..Default::default() };
-        assert_eq!(transition(Draft, Action::Submit, Agent, ctx), Ok(AwaitingValidation));
-        assert_eq!(transition(Draft, Action::Submit, Referent, ctx), Ok(Submitted));
+        let ctx = TransitionContext {
+            service_requires_validation: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            transition(Draft, Action::Submit, Agent, ctx),
+            Ok(AwaitingValidation)
+        );
+        assert_eq!(
+            transition(Draft, Action::Submit, Referent, ctx),
+            Ok(Submitted)
+        );
     }
 
     #[test]
     fn answering_a_complement_resumes_the_previous_status() {
-        let ctx = TransitionContext { status_before_complement: Some(UnderInvestigation), ..Default::default() };
-        assert_eq!(transition(ComplementRequested, Action::AnswerComplement, Agent, ctx), Ok(UnderInvestigation));
+        let ctx = TransitionContext {
+            status_before_complement: Some(UnderInvestigation),
+            ..Default::default()
+        };
+        assert_eq!(
+            transition(ComplementRequested, Action::AnswerComplement, Agent, ctx),
+            Ok(UnderInvestigation)
+        );
     }
 
     #[test]
     fn every_action_has_exactly_one_rule() {
         for &action in Action::ALL {
-            assert_eq!(TRANSITIONS.iter().filter(|rule| rule.action == action).count(), 1, "{action}");
+            assert_eq!(
+                TRANSITIONS
+                    .iter()
+                    .filter(|rule| rule.action == action)
+                    .count(),
+                1,
+                "{action}"
+            );
         }
     }
 
@@ -440,7 +644,10 @@ mod tests {
             assert_eq!(Status::parse(status.as_str()), Some(status));
         }
         assert_eq!(Status::ALL.len(), 14);
-        assert_eq!(DecisionKind::parse("dismissal"), Some(DecisionKind::Dismissal));
+        assert_eq!(
+            DecisionKind::parse("dismissal"),
+            Some(DecisionKind::Dismissal)
+        );
         assert_eq!(ProsecutionMode::ALL.len(), 6);
         assert_eq!(AlternativeMeasureKind::ALL.len(), 8);
     }

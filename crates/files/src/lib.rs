@@ -56,7 +56,10 @@ impl FileStore {
     fn path_of(&self, key: &str) -> Result<PathBuf, FileError> {
         // Keys are generated here (two hex levels then a UUID); refuse anything else so that a
         // forged key cannot walk the file system.
-        let valid = key.len() < 80 && key.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-' || b == b'/');
+        let valid = key.len() < 80
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b'-' || b == b'/');
         if !valid || key.contains("..") {
             return Err(FileError::InvalidKey);
         }
@@ -80,7 +83,9 @@ impl FileStore {
                 let chunk = chunk.map_err(|e| FileError::Body(e.to_string()))?;
                 size += chunk.len() as u64;
                 if size > self.max_size {
-                    return Err(FileError::TooLarge { limit: self.max_size });
+                    return Err(FileError::TooLarge {
+                        limit: self.max_size,
+                    });
                 }
                 if head.len() < SNIFF_BYTES {
                     let take = (SNIFF_BYTES - head.len()).min(chunk.len());
@@ -109,7 +114,12 @@ impl FileStore {
             fs::create_dir_all(parent).await?;
         }
         fs::rename(&temp_path, &final_path).await?;
-        Ok(StoredFile { storage_key, size, sha256, head })
+        Ok(StoredFile {
+            storage_key,
+            size,
+            sha256,
+            head,
+        })
     }
 
     pub async fn store_bytes(&self, bytes: Vec<u8>) -> Result<StoredFile, FileError> {
@@ -153,8 +163,15 @@ pub fn sniff_media_type(head: &[u8], declared: Option<&str>) -> String {
     };
     match (sniffed, declared) {
         (Some(sniffed), _) => sniffed.to_string(),
-        (None, Some(declared)) if !declared.is_empty() && !is_active_content(declared) && declared.len() < 128 => {
-            declared.split(';').next().unwrap_or(declared).trim().to_ascii_lowercase()
+        (None, Some(declared))
+            if !declared.is_empty() && !is_active_content(declared) && declared.len() < 128 =>
+        {
+            declared
+                .split(';')
+                .next()
+                .unwrap_or(declared)
+                .trim()
+                .to_ascii_lowercase()
         }
         _ => {
             if std::str::from_utf8(head).is_ok() {
@@ -169,7 +186,10 @@ pub fn sniff_media_type(head: &[u8], declared: Option<&str>) -> String {
 /// Types a browser would execute: never stored as such.
 fn is_active_content(media_type: &str) -> bool {
     let lower = media_type.to_ascii_lowercase();
-    lower.contains("html") || lower.contains("javascript") || lower.contains("svg") || lower.contains("xml")
+    lower.contains("html")
+        || lower.contains("javascript")
+        || lower.contains("svg")
+        || lower.contains("xml")
 }
 
 /// A filename safe to store and to send back in Content-Disposition: no path, no control
@@ -179,7 +199,13 @@ pub fn sanitize_filename(raw: &str) -> String {
     let cleaned: String = base
         .chars()
         .filter(|c| !c.is_control())
-        .map(|c| if matches!(c, '<' | '>' | ':' | '"' | '|' | '?' | '*' | ';') { '_' } else { c })
+        .map(|c| {
+            if matches!(c, '<' | '>' | ':' | '"' | '|' | '?' | '*' | ';') {
+                '_'
+            } else {
+                c
+            }
+        })
         .collect();
     let trimmed = cleaned.trim().trim_start_matches('.').trim();
     let mut name: String = trimmed.chars().take(180).collect();
@@ -198,23 +224,46 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = FileStore::open(dir.path(), 10).await.expect("open");
         let stored = store.store_bytes(b"abc".to_vec()).await.expect("stored");
-        assert_eq!(stored.sha256, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            stored.sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         assert_eq!(store.read(&stored.storage_key).await.expect("read"), b"abc");
-        assert!(matches!(store.store_bytes(vec![0; 11]).await, Err(FileError::TooLarge { limit: 10 })));
-        assert!(matches!(store.store_bytes(Vec::new()).await, Err(FileError::Empty)));
+        assert!(matches!(
+            store.store_bytes(vec![0; 11]).await,
+            Err(FileError::TooLarge { limit: 10 })
+        ));
+        assert!(matches!(
+            store.store_bytes(Vec::new()).await,
+            Err(FileError::Empty)
+        ));
         // Nothing is left behind by refused uploads.
-        let leftovers = std::fs::read_dir(dir.path().join("tmp")).expect("tmp").count();
+        let leftovers = std::fs::read_dir(dir.path().join("tmp"))
+            .expect("tmp")
+            .count();
         assert_eq!(leftovers, 0);
-        assert!(matches!(store.read("../../etc/passwd").await, Err(FileError::InvalidKey)));
+        assert!(matches!(
+            store.read("../../etc/passwd").await,
+            Err(FileError::InvalidKey)
+        ));
     }
 
     #[test]
     fn sniffing_and_names() {
-        assert_eq!(sniff_media_type(b"%PDF-1.7", Some("text/html")), "application/pdf");
+        assert_eq!(
+            sniff_media_type(b"%PDF-1.7", Some("text/html")),
+            "application/pdf"
+        );
         assert_eq!(sniff_media_type(b"<html>", Some("text/html")), "text/plain");
-        assert_eq!(sniff_media_type(b"hello", Some("text/csv; charset=utf-8")), "text/csv");
+        assert_eq!(
+            sniff_media_type(b"hello", Some("text/csv; charset=utf-8")),
+            "text/csv"
+        );
         assert_eq!(sanitize_filename("../../etc/passwd"), "passwd");
-        assert_eq!(sanitize_filename("C:\\Users\\x\\PV n°12.pdf"), "PV n°12.pdf");
+        assert_eq!(
+            sanitize_filename("C:\\Users\\x\\PV n°12.pdf"),
+            "PV n°12.pdf"
+        );
         assert_eq!(sanitize_filename("..\u{0}"), "document");
         assert_eq!(sanitize_filename("a<b>.pdf"), "a_b_.pdf");
     }

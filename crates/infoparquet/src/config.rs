@@ -36,7 +36,7 @@ impl Default for Config {
 }
 
 impl Config {
-    pub fn load(file: Option<&Path>) -> Result<Config, figment::Error> {
+    pub fn load(file: Option<&Path>) -> Result<Config, Box<figment::Error>> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         let default_file = Path::new("infoparquet.toml");
         match file {
@@ -44,7 +44,10 @@ impl Config {
             None if default_file.exists() => figment = figment.merge(Toml::file(default_file)),
             None => {}
         }
-        figment.merge(Env::prefixed("INFOPARQUET__").split("__").lowercase(true)).extract()
+        figment
+            .merge(Env::prefixed("INFOPARQUET__").split("__").lowercase(true))
+            .extract()
+            .map_err(Box::new)
     }
 
     /// The database URL without its password, for logs.
@@ -64,14 +67,18 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns its own error type.
     fn defaults_file_and_environment() {
         figment::Jail::expect_with(|jail| {
-            let config = Config::load(None)?;
+            let config = Config::load(None).map_err(|e| *e)?;
             assert_eq!(config.listen, "127.0.0.1:8080");
             assert_eq!(config.database_url, "sqlite:./infoparquet.db");
-            jail.create_file("custom.toml", "listen = \"0.0.0.0:9000\"\nmax_upload_bytes = 1000")?;
+            jail.create_file(
+                "custom.toml",
+                "listen = \"0.0.0.0:9000\"\nmax_upload_bytes = 1000",
+            )?;
             jail.set_env("INFOPARQUET__DATABASE_URL", "postgres://u:secret@db/ip");
-            let config = Config::load(Some(Path::new("custom.toml")))?;
+            let config = Config::load(Some(Path::new("custom.toml"))).map_err(|e| *e)?;
             assert_eq!(config.listen, "0.0.0.0:9000");
             assert_eq!(config.max_upload_bytes, 1000);
             assert_eq!(config.database_url, "postgres://u:secret@db/ip");

@@ -137,27 +137,45 @@ enum TokenCommand {
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,sqlx=warn".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let store = Store::connect(&config.database_url)
         .await
         .with_context(|| format!("cannot open the database {}", config.database_for_display()))?;
-    store.migrate().await.context("cannot apply the database migrations")?;
-    store.load_reference_data().await.context("cannot load the reference data")?;
+    store
+        .migrate()
+        .await
+        .context("cannot apply the database migrations")?;
+    store
+        .load_reference_data()
+        .await
+        .context("cannot load the reference data")?;
     Ok(store)
 }
 
 pub async fn app_state(config: &Config, store: Store) -> anyhow::Result<web::AppState> {
     let files = files::FileStore::open(&config.data_dir, config.max_upload_bytes)
         .await
-        .with_context(|| format!("cannot use the attachment directory {}", config.data_dir.display()))?;
+        .with_context(|| {
+            format!(
+                "cannot use the attachment directory {}",
+                config.data_dir.display()
+            )
+        })?;
     Ok(web::AppState::new(
         store,
         files,
-        web::WebConfig { public_url: config.public_url.clone(), secure_cookies: config.secure_cookies },
+        web::WebConfig {
+            public_url: config.public_url.clone(),
+            secure_cookies: config.secure_cookies,
+        },
     ))
 }
 
@@ -184,7 +202,9 @@ async fn shutdown_signal() {
 }
 
 pub async fn serve(config: &Config, state: web::AppState, listen: &str) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(address = %listen, database = %config.database_for_display(), "Info Parquet is serving");
     web::serve(listener, state, shutdown_signal()).await?;
     Ok(())
@@ -230,15 +250,21 @@ async fn main() -> anyhow::Result<()> {
             let store = open_store(&config).await?;
             match what {
                 ImportCommand::Competences { file } => {
-                    let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+                    let bytes = std::fs::read(&file)
+                        .with_context(|| format!("cannot read {}", file.display()))?;
                     match store.import_competences(&bytes).await {
-                        Ok(count) => println!("{count} communes now have their official competent parquet."),
-                        Err(store::ImportFailure::File(error)) => bail!("file refused, nothing was changed: {error}"),
+                        Ok(count) => {
+                            println!("{count} communes now have their official competent parquet.")
+                        }
+                        Err(store::ImportFailure::File(error)) => {
+                            bail!("file refused, nothing was changed: {error}")
+                        }
                         Err(store::ImportFailure::Store(error)) => return Err(error.into()),
                     }
                 }
                 ImportCommand::Natinf { file } => {
-                    let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+                    let bytes = std::fs::read(&file)
+                        .with_context(|| format!("cannot read {}", file.display()))?;
                     let text = store::decode_legacy_text(&bytes);
                     let offences = match store::parse_offences(&text) {
                         Ok(offences) => offences,
@@ -250,7 +276,18 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Users { action: UsersCommand::Create { email, name, role, siret, organisation_name, court_code, password } } => {
+        Command::Users {
+            action:
+                UsersCommand::Create {
+                    email,
+                    name,
+                    role,
+                    siret,
+                    organisation_name,
+                    court_code,
+                    password,
+                },
+        } => {
             let store = open_store(&config).await?;
             let role = match role {
                 RoleArg::Agent => domain::Role::Agent,
@@ -285,8 +322,12 @@ async fn main() -> anyhow::Result<()> {
                     }
                 }
                 domain::OrganisationKind::Parquet => {
-                    let code = court_code.context("--court-code is required for clerks and prosecutors")?;
-                    store.organisation_by_court_code(&code).await?.with_context(|| format!("no parquet has court code {code}"))?
+                    let code = court_code
+                        .context("--court-code is required for clerks and prosecutors")?;
+                    store
+                        .organisation_by_court_code(&code)
+                        .await?
+                        .with_context(|| format!("no parquet has court code {code}"))?
                 }
                 domain::OrganisationKind::Platform => demo::platform_organisation(&store).await?,
             };
@@ -301,20 +342,38 @@ async fn main() -> anyhow::Result<()> {
                 email: email.trim().to_lowercase(),
                 display_name: name,
                 role: role.as_str().into(),
-                password_hash: Some(web::auth::hash_password(&password).map_err(|e| anyhow::anyhow!("{e}"))?),
+                password_hash: Some(
+                    web::auth::hash_password(&password).map_err(|e| anyhow::anyhow!("{e}"))?,
+                ),
                 active: true,
                 created_at: Utc::now(),
             };
             store.create_user(&user).await?;
-            println!("User {} created ({}, {}).", user.email, role.label_fr(), organisation.name);
+            println!(
+                "User {} created ({}, {}).",
+                user.email,
+                role.label_fr(),
+                organisation.name
+            );
             if generated {
                 println!("Generated password (shown once): {password}");
             }
             Ok(())
         }
-        Command::Token { action: TokenCommand::Create { email, name, scope, days } } => {
+        Command::Token {
+            action:
+                TokenCommand::Create {
+                    email,
+                    name,
+                    scope,
+                    days,
+                },
+        } => {
             let store = open_store(&config).await?;
-            let user = store.user_by_email(&email).await?.with_context(|| format!("no user has the e-mail {email}"))?;
+            let user = store
+                .user_by_email(&email)
+                .await?
+                .with_context(|| format!("no user has the e-mail {email}"))?;
             if days < 1 {
                 bail!("--days must be at least 1");
             }
@@ -333,8 +392,13 @@ async fn main() -> anyhow::Result<()> {
                 revoked_at: None,
                 last_used_at: None,
             };
-            store.create_api_token(&record, &web::auth::sha256_hex(&token)).await?;
-            eprintln!("Token for {} ({}), valid {days} days. It is shown once; store it safely.", user.email, record.scope);
+            store
+                .create_api_token(&record, &web::auth::sha256_hex(&token))
+                .await?;
+            eprintln!(
+                "Token for {} ({}), valid {days} days. It is shown once; store it safely.",
+                user.email, record.scope
+            );
             println!("{token}");
             Ok(())
         }

@@ -1,16 +1,23 @@
 //! Organisations, users, API tokens and browser sessions.
 
-use crate::{on_pool, ApiToken, Organisation, ParquetSummary, Store, StoreError, StoreResult, User};
+use crate::{
+    on_pool, ApiToken, Organisation, ParquetSummary, Store, StoreError, StoreResult, User,
+};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-const ORGANISATION_COLUMNS: &str = "id, kind, name, siret, court_code, departement, requires_validation, created_at";
-const USER_COLUMNS: &str = "id, organisation_id, email, display_name, role, password_hash, active, created_at";
+const ORGANISATION_COLUMNS: &str =
+    "id, kind, name, siret, court_code, departement, requires_validation, created_at";
+const USER_COLUMNS: &str =
+    "id, organisation_id, email, display_name, role, password_hash, active, created_at";
 
 impl Store {
     /// Inserts an organisation, or returns the existing one with the same SIRET (administrations)
     /// or court code (parquets), so that seeding twice is harmless.
-    pub async fn upsert_organisation(&self, organisation: &Organisation) -> StoreResult<Organisation> {
+    pub async fn upsert_organisation(
+        &self,
+        organisation: &Organisation,
+    ) -> StoreResult<Organisation> {
         let existing = match (&organisation.siret, &organisation.court_code) {
             (Some(siret), _) => self.organisation_by_siret(siret).await?,
             (None, Some(code)) => self.organisation_by_court_code(code).await?,
@@ -32,38 +39,59 @@ impl Store {
             .bind(organisation.requires_validation)
             .bind(organisation.created_at)
             .execute(pool)
-            .await.map(|r| r.rows_affected()))
+            .await
+            .map(|r| r.rows_affected()))
         .map_err(|e| StoreError::from_write(e, "organisation"))?;
         Ok(organisation.clone())
     }
 
     pub async fn organisation(&self, id: Uuid) -> StoreResult<Option<Organisation>> {
         let sql = format!("SELECT {ORGANISATION_COLUMNS} FROM organisations WHERE id = $1");
-        Ok(on_pool!(self, |pool| sqlx::query_as(&sql).bind(id).fetch_optional(pool).await)?)
+        Ok(on_pool!(self, |pool| sqlx::query_as(&sql)
+            .bind(id)
+            .fetch_optional(pool)
+            .await)?)
     }
 
     pub async fn organisation_by_siret(&self, siret: &str) -> StoreResult<Option<Organisation>> {
         let sql = format!("SELECT {ORGANISATION_COLUMNS} FROM organisations WHERE siret = $1");
-        Ok(on_pool!(self, |pool| sqlx::query_as(&sql).bind(siret).fetch_optional(pool).await)?)
+        Ok(on_pool!(self, |pool| sqlx::query_as(&sql)
+            .bind(siret)
+            .fetch_optional(pool)
+            .await)?)
     }
 
-    pub async fn organisation_by_court_code(&self, code: &str) -> StoreResult<Option<Organisation>> {
+    pub async fn organisation_by_court_code(
+        &self,
+        code: &str,
+    ) -> StoreResult<Option<Organisation>> {
         let sql = format!("SELECT {ORGANISATION_COLUMNS} FROM organisations WHERE court_code = $1");
-        Ok(on_pool!(self, |pool| sqlx::query_as(&sql).bind(code).fetch_optional(pool).await)?)
+        Ok(on_pool!(self, |pool| sqlx::query_as(&sql)
+            .bind(code)
+            .fetch_optional(pool)
+            .await)?)
     }
 
     pub async fn organisations_of_kind(&self, kind: &str) -> StoreResult<Vec<Organisation>> {
-        let sql = format!("SELECT {ORGANISATION_COLUMNS} FROM organisations WHERE kind = $1 ORDER BY name");
-        Ok(on_pool!(self, |pool| sqlx::query_as(&sql).bind(kind).fetch_all(pool).await)?)
+        let sql = format!(
+            "SELECT {ORGANISATION_COLUMNS} FROM organisations WHERE kind = $1 ORDER BY name"
+        );
+        Ok(on_pool!(self, |pool| sqlx::query_as(&sql)
+            .bind(kind)
+            .fetch_all(pool)
+            .await)?)
     }
 
     pub async fn parquets(&self) -> StoreResult<Vec<ParquetSummary>> {
         let sql = "SELECT id, name, court_code, departement FROM organisations WHERE kind = 'parquet' ORDER BY name";
-        Ok(on_pool!(self, |pool| sqlx::query_as(sql).fetch_all(pool).await)?)
+        Ok(on_pool!(self, |pool| sqlx::query_as(sql)
+            .fetch_all(pool)
+            .await)?)
     }
 
     pub async fn create_user(&self, user: &User) -> StoreResult<()> {
-        let sql = format!("INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)");
+        let sql =
+            format!("INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)");
         on_pool!(self, |pool| sqlx::query(&sql)
             .bind(user.id)
             .bind(user.organisation_id)
@@ -74,24 +102,36 @@ impl Store {
             .bind(user.active)
             .bind(user.created_at)
             .execute(pool)
-            .await.map(|r| r.rows_affected()))
+            .await
+            .map(|r| r.rows_affected()))
         .map_err(|e| StoreError::from_write(e, "un utilisateur avec cette adresse"))?;
         Ok(())
     }
 
     pub async fn user(&self, id: Uuid) -> StoreResult<Option<User>> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
-        Ok(on_pool!(self, |pool| sqlx::query_as(&sql).bind(id).fetch_optional(pool).await)?)
+        Ok(on_pool!(self, |pool| sqlx::query_as(&sql)
+            .bind(id)
+            .fetch_optional(pool)
+            .await)?)
     }
 
     pub async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1");
-        Ok(on_pool!(self, |pool| sqlx::query_as(&sql).bind(email.trim().to_lowercase()).fetch_optional(pool).await)?)
+        Ok(on_pool!(self, |pool| sqlx::query_as(&sql)
+            .bind(email.trim().to_lowercase())
+            .fetch_optional(pool)
+            .await)?)
     }
 
     pub async fn users_of_organisation(&self, organisation_id: Uuid) -> StoreResult<Vec<User>> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE organisation_id = $1 ORDER BY display_name");
-        Ok(on_pool!(self, |pool| sqlx::query_as(&sql).bind(organisation_id).fetch_all(pool).await)?)
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE organisation_id = $1 ORDER BY display_name"
+        );
+        Ok(on_pool!(self, |pool| sqlx::query_as(&sql)
+            .bind(organisation_id)
+            .fetch_all(pool)
+            .await)?)
     }
 
     /// Stores a token by its hash only: the token itself is shown once and never kept.
@@ -109,32 +149,59 @@ impl Store {
             .bind(token.revoked_at)
             .bind(token.last_used_at)
             .execute(pool)
-            .await.map(|r| r.rows_affected()))?;
+            .await
+            .map(|r| r.rows_affected()))?;
         Ok(())
     }
 
     /// The active user and token behind a token hash, if the token is valid at `now`; records
     /// its use.
-    pub async fn authenticate_token(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<Option<(User, ApiToken)>> {
-        let sql = "SELECT id, user_id, name, scope, created_at, expires_at, revoked_at, last_used_at \
+    pub async fn authenticate_token(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<(User, ApiToken)>> {
+        let sql =
+            "SELECT id, user_id, name, scope, created_at, expires_at, revoked_at, last_used_at \
                    FROM api_tokens WHERE token_hash = $1";
-        let token: Option<ApiToken> = on_pool!(self, |pool| sqlx::query_as(sql).bind(token_hash).fetch_optional(pool).await)?;
+        let token: Option<ApiToken> = on_pool!(self, |pool| sqlx::query_as(sql)
+            .bind(token_hash)
+            .fetch_optional(pool)
+            .await)?;
         let Some(token) = token else { return Ok(None) };
         if token.revoked_at.is_some() || token.expires_at.is_some_and(|at| at <= now) {
             return Ok(None);
         }
-        let Some(user) = self.user(token.user_id).await?.filter(|u| u.active) else { return Ok(None) };
-        on_pool!(self, |pool| sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(token.id)
-            .execute(pool)
-            .await.map(|r| r.rows_affected()))?;
+        let Some(user) = self.user(token.user_id).await?.filter(|u| u.active) else {
+            return Ok(None);
+        };
+        on_pool!(self, |pool| sqlx::query(
+            "UPDATE api_tokens SET last_used_at = $1 WHERE id = $2"
+        )
+        .bind(now)
+        .bind(token.id)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
         Ok(Some((user, token)))
     }
 
-    pub async fn create_session(&self, id_hash: &str, user_id: Uuid, csrf_token: &str, now: DateTime<Utc>) -> StoreResult<()> {
+    pub async fn create_session(
+        &self,
+        id_hash: &str,
+        user_id: Uuid,
+        csrf_token: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
         let sql = "INSERT INTO sessions (id_hash, user_id, csrf_token, created_at, last_seen_at) VALUES ($1, $2, $3, $4, $4)";
-        on_pool!(self, |pool| sqlx::query(sql).bind(id_hash).bind(user_id).bind(csrf_token).bind(now).execute(pool).await.map(|r| r.rows_affected()))?;
+        on_pool!(self, |pool| sqlx::query(sql)
+            .bind(id_hash)
+            .bind(user_id)
+            .bind(csrf_token)
+            .bind(now)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()))?;
         Ok(())
     }
 
@@ -148,19 +215,38 @@ impl Store {
         now: DateTime<Utc>,
     ) -> StoreResult<Option<(User, String)>> {
         let sql = "SELECT user_id, csrf_token FROM sessions WHERE id_hash = $1 AND created_at > $2 AND last_seen_at > $3";
-        let found: Option<(Uuid, String)> =
-            on_pool!(self, |pool| sqlx::query_as(sql).bind(id_hash).bind(created_after).bind(seen_after).fetch_optional(pool).await)?;
-        let Some((user_id, csrf)) = found else { return Ok(None) };
-        on_pool!(self, |pool| sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id_hash = $2")
-            .bind(now)
+        let found: Option<(Uuid, String)> = on_pool!(self, |pool| sqlx::query_as(sql)
             .bind(id_hash)
-            .execute(pool)
-            .await.map(|r| r.rows_affected()))?;
-        Ok(self.user(user_id).await?.filter(|u| u.active).map(|u| (u, csrf)))
+            .bind(created_after)
+            .bind(seen_after)
+            .fetch_optional(pool)
+            .await)?;
+        let Some((user_id, csrf)) = found else {
+            return Ok(None);
+        };
+        on_pool!(self, |pool| sqlx::query(
+            "UPDATE sessions SET last_seen_at = $1 WHERE id_hash = $2"
+        )
+        .bind(now)
+        .bind(id_hash)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(self
+            .user(user_id)
+            .await?
+            .filter(|u| u.active)
+            .map(|u| (u, csrf)))
     }
 
     pub async fn delete_session(&self, id_hash: &str) -> StoreResult<()> {
-        on_pool!(self, |pool| sqlx::query("DELETE FROM sessions WHERE id_hash = $1").bind(id_hash).execute(pool).await.map(|r| r.rows_affected()))?;
+        on_pool!(self, |pool| sqlx::query(
+            "DELETE FROM sessions WHERE id_hash = $1"
+        )
+        .bind(id_hash)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
         Ok(())
     }
 }

@@ -8,7 +8,10 @@ mod reference;
 mod referrals;
 
 pub use models::*;
-pub use reference::{decode_legacy_text, parquet_id_for_court, parse_offences, CompetenceImportError, ImportFailure, ReferenceCounts};
+pub use reference::{
+    decode_legacy_text, parquet_id_for_court, parse_offences, CompetenceImportError, ImportFailure,
+    ReferenceCounts,
+};
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -92,7 +95,10 @@ impl Store {
                     .await?,
             )
         } else {
-            let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+            let path = url
+                .strip_prefix("sqlite://")
+                .or_else(|| url.strip_prefix("sqlite:"))
+                .unwrap_or(url);
             if path.is_empty() {
                 return Err(StoreError::UnsupportedUrl(url.to_string()));
             }
@@ -104,7 +110,12 @@ impl Store {
                 .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10));
-            Pool::Sqlite(SqlitePoolOptions::new().max_connections(8).connect_with(options).await?)
+            Pool::Sqlite(
+                SqlitePoolOptions::new()
+                    .max_connections(8)
+                    .connect_with(options)
+                    .await?,
+            )
         };
         Ok(Store { pool })
     }
@@ -127,11 +138,96 @@ impl Store {
 
     /// Whether the database answers (for `/readyz`).
     pub async fn ping(&self) -> StoreResult<()> {
-        on_pool!(self, |pool| sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))?;
+        on_pool!(self, |pool| sqlx::query("SELECT 1")
+            .execute(pool)
+            .await
+            .map(|_| ()))?;
         Ok(())
     }
 
     pub async fn close(&self) {
         on_pool!(self, |pool| pool.close().await)
+    }
+}
+
+/// Helpers for tests that need a fresh database on either backend.
+pub mod testing {
+    use super::{Store, StoreResult};
+    use sqlx::Connection;
+
+    /// The PostgreSQL server tests may use, from `INFOPARQUET_TEST_POSTGRES_URL`. When
+    /// `INFOPARQUET_TEST_REQUIRE_SERVICES=1` (as in CI), a missing server is a failure, not a skip.
+    pub fn postgres_admin_url() -> Option<String> {
+        let url = std::env::var("INFOPARQUET_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|url| !url.trim().is_empty());
+        if url.is_none()
+            && std::env::var("INFOPARQUET_TEST_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
+        {
+            panic!(
+                "INFOPARQUET_TEST_REQUIRE_SERVICES=1 but INFOPARQUET_TEST_POSTGRES_URL is not set"
+            );
+        }
+        url
+    }
+
+    /// `postgres://u@h:5432/postgres?x=y` with the database name replaced.
+    fn with_database(url: &str, database: &str) -> String {
+        let (base, query) = match url.split_once('?') {
+            Some((base, query)) => (base, format!("?{query}")),
+            None => (url, String::new()),
+        };
+        let authority_start = base.find("://").map(|i| i + 3).unwrap_or(0);
+        let root = match base[authority_start..].find('/') {
+            Some(slash) => &base[..authority_start + slash],
+            None => base,
+        };
+        format!("{root}/{database}{query}")
+    }
+
+    /// Creates an empty, migrated PostgreSQL database with a unique name.
+    pub async fn fresh_postgres(admin_url: &str) -> StoreResult<(Store, String)> {
+        let name = format!("ip_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(admin_url).await?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await?;
+        admin.close().await?;
+        let url = with_database(admin_url, &name);
+        let store = Store::connect(&url).await?;
+        store.migrate().await?;
+        Ok((store, url))
+    }
+
+    /// Creates an empty, migrated SQLite database in `directory`.
+    pub async fn fresh_sqlite(directory: &std::path::Path) -> StoreResult<(Store, String)> {
+        let url = format!(
+            "sqlite:{}",
+            directory
+                .join(format!("{}.db", uuid::Uuid::new_v4().simple()))
+                .display()
+        );
+        let store = Store::connect(&url).await?;
+        store.migrate().await?;
+        Ok((store, url))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn replaces_the_database_name() {
+            assert_eq!(
+                super::with_database("postgres://u@h:5432/postgres", "x"),
+                "postgres://u@h:5432/x"
+            );
+            assert_eq!(
+                super::with_database("postgres://u@h/postgres?sslmode=disable", "x"),
+                "postgres://u@h/x?sslmode=disable"
+            );
+            assert_eq!(
+                super::with_database("postgres://u@h", "x"),
+                "postgres://u@h/x"
+            );
+        }
     }
 }

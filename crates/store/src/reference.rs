@@ -2,7 +2,10 @@
 //! commune → parquet competence table. The built-in editions are embedded in the binary; the
 //! importers take the Ministry's official files, in whatever encoding they come.
 
-use crate::{on_pool, CommuneHit, DismissalReason, Offence, Organisation, ParquetRef, Store, StoreError, StoreResult};
+use crate::{
+    on_pool, CommuneHit, DismissalReason, Offence, Organisation, ParquetRef, Store, StoreError,
+    StoreResult,
+};
 use chrono::Utc;
 use domain::competence::{derive_competences, CommuneGeo, Competence, CourtSeat};
 use domain::text::search_key;
@@ -15,7 +18,8 @@ use uuid::Uuid;
 static COMMUNES_GZ: &[u8] = include_bytes!("../../../reference-data/communes-cog2026.csv.gz");
 static COURTS_GZ: &[u8] = include_bytes!("../../../reference-data/tribunaux-judiciaires.csv.gz");
 static NATINF_GZ: &[u8] = include_bytes!("../../../reference-data/natinf.csv.gz");
-static DISMISSAL_REASONS_GZ: &[u8] = include_bytes!("../../../reference-data/motifs-classement.csv.gz");
+static DISMISSAL_REASONS_GZ: &[u8] =
+    include_bytes!("../../../reference-data/motifs-classement.csv.gz");
 
 /// Rows per multi-row INSERT: well under both backends' bind-parameter limits.
 const BATCH: usize = 400;
@@ -44,7 +48,9 @@ pub enum CompetenceImportError {
 
 fn gunzip(bytes: &[u8]) -> StoreResult<String> {
     let mut text = String::new();
-    GzDecoder::new(bytes).read_to_string(&mut text).map_err(|e| StoreError::Reference(e.to_string()))?;
+    GzDecoder::new(bytes)
+        .read_to_string(&mut text)
+        .map_err(|e| StoreError::Reference(e.to_string()))?;
     Ok(text)
 }
 
@@ -56,7 +62,10 @@ pub fn decode_legacy_text(bytes: &[u8]) -> String {
     if let Ok(text) = std::str::from_utf8(bytes) {
         return text.to_string();
     }
-    let c1_controls = bytes.iter().filter(|&&b| (0x80..=0x9F).contains(&b)).count();
+    let c1_controls = bytes
+        .iter()
+        .filter(|&&b| (0x80..=0x9F).contains(&b))
+        .count();
     let high_latin = bytes.iter().filter(|&&b| b >= 0xC0).count();
     if c1_controls > high_latin {
         oem_cp::decode_string_complete_table(bytes, &oem_cp::code_table::DECODING_TABLE_CP850)
@@ -66,7 +75,10 @@ pub fn decode_legacy_text(bytes: &[u8]) -> String {
 }
 
 fn csv_reader(text: &str) -> csv::Reader<&[u8]> {
-    csv::ReaderBuilder::new().delimiter(b';').flexible(true).from_reader(text.as_bytes())
+    csv::ReaderBuilder::new()
+        .delimiter(b';')
+        .flexible(true)
+        .from_reader(text.as_bytes())
 }
 
 struct CommuneRow {
@@ -90,13 +102,19 @@ struct CourtRow {
 /// The deterministic id of a court's parquet, so that every installation and every re-seed
 /// agrees on it.
 pub fn parquet_id_for_court(court_code: &str) -> Uuid {
-    Uuid::new_v5(&Uuid::NAMESPACE_OID, format!("infoparquet:court:{court_code}").as_bytes())
+    Uuid::new_v5(
+        &Uuid::NAMESPACE_OID,
+        format!("infoparquet:court:{court_code}").as_bytes(),
+    )
 }
 
 /// "Tribunal judiciaire de Blois" → "Parquet du tribunal judiciaire de Blois".
 fn parquet_name(court_name: &str) -> String {
     let mut chars = court_name.chars();
-    let lowered: String = chars.next().map(|c| c.to_lowercase().chain(chars).collect()).unwrap_or_default();
+    let lowered: String = chars
+        .next()
+        .map(|c| c.to_lowercase().chain(chars).collect())
+        .unwrap_or_default();
     format!("Parquet du {lowered}")
 }
 
@@ -153,14 +171,27 @@ pub fn parse_offences(text: &str) -> Result<Vec<Offence>, String> {
         if code_text.is_empty() {
             continue;
         }
-        let code: i64 = code_text
-            .parse()
-            .map_err(|_| format!("ligne {} : numéro NATINF « {code_text} » invalide", line + 2))?;
+        let code: i64 = code_text.parse().map_err(|_| {
+            format!(
+                "ligne {} : numéro NATINF « {code_text} » invalide",
+                line + 2
+            )
+        })?;
         if r.len() < 3 {
-            return Err(format!("ligne {} : 5 colonnes attendues, {} trouvées", line + 2, r.len()));
+            return Err(format!(
+                "ligne {} : 5 colonnes attendues, {} trouvées",
+                line + 2,
+                r.len()
+            ));
         }
         let field = |i: usize| r.get(i).unwrap_or("").trim().to_string();
-        rows.push(Offence { code, nature: field(1), label: field(2), defined_by: field(3), punished_by: field(4) });
+        rows.push(Offence {
+            code,
+            nature: field(1),
+            label: field(2),
+            defined_by: field(3),
+            punished_by: field(4),
+        });
     }
     if rows.is_empty() {
         return Err("aucune infraction trouvée dans le fichier".into());
@@ -229,9 +260,23 @@ impl Store {
             (SELECT COUNT(*) FROM dismissal_reasons), \
             (SELECT COUNT(*) FROM competences WHERE source = 'official'), \
             (SELECT COUNT(*) FROM competences WHERE source = 'estimated')";
-        let (communes, parquets, offences, dismissal_reasons, competences_official, competences_estimated): (i64, i64, i64, i64, i64, i64) =
+        let (
+            communes,
+            parquets,
+            offences,
+            dismissal_reasons,
+            competences_official,
+            competences_estimated,
+        ): (i64, i64, i64, i64, i64, i64) =
             on_pool!(self, |pool| sqlx::query_as(sql).fetch_one(pool).await)?;
-        Ok(ReferenceCounts { communes, parquets, offences, dismissal_reasons, competences_official, competences_estimated })
+        Ok(ReferenceCounts {
+            communes,
+            parquets,
+            offences,
+            dismissal_reasons,
+            competences_official,
+            competences_estimated,
+        })
     }
 
     async fn insert_communes(&self, rows: &[CommuneRow]) -> StoreResult<()> {
@@ -300,10 +345,14 @@ impl Store {
         let mut reasons = Vec::new();
         for record in csv_reader(&text).records() {
             let r = record.map_err(|e| StoreError::Reference(e.to_string()))?;
-            reasons.push((r.get(0).unwrap_or("").to_string(), r.get(1).unwrap_or("").to_string()));
+            reasons.push((
+                r.get(0).unwrap_or("").to_string(),
+                r.get(1).unwrap_or("").to_string(),
+            ));
         }
         on_pool!(self, |pool, Db| {
-            let mut query = sqlx::QueryBuilder::<Db>::new("INSERT INTO dismissal_reasons (code, label) ");
+            let mut query =
+                sqlx::QueryBuilder::<Db>::new("INSERT INTO dismissal_reasons (code, label) ");
             query.push_values(&reasons, |mut b, (code, label)| {
                 b.push_bind(code.clone()).push_bind(label.clone());
             });
@@ -314,22 +363,34 @@ impl Store {
     }
 
     async fn insert_derived_competences(&self, courts: &[CourtRow]) -> StoreResult<()> {
-        let communes: Vec<(String, String, String, Option<String>)> = on_pool!(self, |pool| sqlx::query_as(
-            "SELECT insee, departement, arrondissement, parent_insee FROM communes"
-        )
-        .fetch_all(pool)
-        .await)?;
+        let communes: Vec<(String, String, String, Option<String>)> =
+            on_pool!(self, |pool| sqlx::query_as(
+                "SELECT insee, departement, arrondissement, parent_insee FROM communes"
+            )
+            .fetch_all(pool)
+            .await)?;
         let geo: Vec<CommuneGeo> = communes
             .into_iter()
-            .map(|(insee, departement, arrondissement, parent)| CommuneGeo { insee, departement, arrondissement, parent })
+            .map(|(insee, departement, arrondissement, parent)| CommuneGeo {
+                insee,
+                departement,
+                arrondissement,
+                parent,
+            })
             .collect();
         let seats: Vec<CourtSeat> = courts
             .iter()
-            .map(|c| CourtSeat { court_key: c.code.clone(), departement: c.departement.clone(), seat_insee: c.seat_insee.clone() })
+            .map(|c| CourtSeat {
+                court_key: c.code.clone(),
+                departement: c.departement.clone(),
+                seat_insee: c.seat_insee.clone(),
+            })
             .collect();
         let mut derived: Vec<(String, Uuid, &'static str)> = derive_competences(&geo, &seats)
             .into_iter()
-            .map(|(insee, (court, competence))| (insee, parquet_id_for_court(&court), competence.as_str()))
+            .map(|(insee, (court, competence))| {
+                (insee, parquet_id_for_court(&court), competence.as_str())
+            })
             .collect();
         derived.sort();
         self.write_competences(&derived).await
@@ -339,9 +400,13 @@ impl Store {
         on_pool!(self, |pool, Db| {
             let mut tx = pool.begin().await?;
             for chunk in rows.chunks(BATCH) {
-                let mut query = sqlx::QueryBuilder::<Db>::new("INSERT INTO competences (insee, parquet_id, source) ");
+                let mut query = sqlx::QueryBuilder::<Db>::new(
+                    "INSERT INTO competences (insee, parquet_id, source) ",
+                );
                 query.push_values(chunk, |mut b, (insee, parquet, source)| {
-                    b.push_bind(insee.clone()).push_bind(*parquet).push_bind(*source);
+                    b.push_bind(insee.clone())
+                        .push_bind(*parquet)
+                        .push_bind(*source);
                 });
                 query.push(" ON CONFLICT (insee) DO UPDATE SET parquet_id = excluded.parquet_id, source = excluded.source");
                 query.build().execute(&mut *tx).await?;
@@ -356,7 +421,10 @@ impl Store {
     pub async fn import_competences(&self, bytes: &[u8]) -> Result<usize, ImportFailure> {
         let text = decode_legacy_text(bytes);
         let mut reader = csv_reader(&text);
-        let headers = reader.headers().map_err(|e| CompetenceImportError::Unreadable(e.to_string()))?.clone();
+        let headers = reader
+            .headers()
+            .map_err(|e| CompetenceImportError::Unreadable(e.to_string()))?
+            .clone();
         let column = |wanted: &'static str| -> Result<usize, CompetenceImportError> {
             headers
                 .iter()
@@ -381,11 +449,16 @@ impl Store {
                 skipped += 1;
                 continue;
             };
-            let (Ok(insee), Some(parquet)) = (insee.trim().parse::<InseeCode>(), courts.get(court.trim())) else {
+            let (Ok(insee), Some(parquet)) =
+                (insee.trim().parse::<InseeCode>(), courts.get(court.trim()))
+            else {
                 skipped += 1;
                 continue;
             };
-            names.insert(insee.to_string(), r.get(court_name_col).unwrap_or("").to_string());
+            names.insert(
+                insee.to_string(),
+                r.get(court_name_col).unwrap_or("").to_string(),
+            );
             rows.push((insee.to_string(), *parquet, Competence::Official.as_str()));
         }
         if rows.is_empty() {
@@ -394,9 +467,16 @@ impl Store {
         for (codes, expected) in KNOWN_COMPETENCES {
             let found: Vec<&String> = codes.iter().filter_map(|code| names.get(*code)).collect();
             if found.is_empty() {
-                return Err(CompetenceImportError::KnownCommuneMismatch(format!("commune {} absente", codes[0])).into());
+                return Err(CompetenceImportError::KnownCommuneMismatch(format!(
+                    "commune {} absente",
+                    codes[0]
+                ))
+                .into());
             }
-            if let Some(bad) = found.iter().find(|name| !search_key(name).contains(&search_key(expected))) {
+            if let Some(bad) = found
+                .iter()
+                .find(|name| !search_key(name).contains(&search_key(expected)))
+            {
                 return Err(CompetenceImportError::KnownCommuneMismatch(format!(
                     "la commune {} est rattachée à « {bad} » au lieu du tribunal de {expected}",
                     codes[0]
@@ -410,7 +490,9 @@ impl Store {
             ))
             .into());
         }
-        self.write_competences(&rows).await.map_err(ImportFailure::Store)?;
+        self.write_competences(&rows)
+            .await
+            .map_err(ImportFailure::Store)?;
         Ok(rows.len())
     }
 
@@ -423,8 +505,18 @@ impl Store {
         let base = "SELECT c.insee, c.name, c.departement, c.postal_codes, o.id, o.name, k.source \
                     FROM communes c LEFT JOIN competences k ON k.insee = c.insee \
                     LEFT JOIN organisations o ON o.id = k.parquet_id ";
-        let looks_like_code = query.len() <= 5 && query.chars().all(|c| c.is_ascii_alphanumeric()) && query.chars().any(|c| c.is_ascii_digit());
-        type HitRow = (String, String, String, String, Option<Uuid>, Option<String>, Option<String>);
+        let looks_like_code = query.len() <= 5
+            && query.chars().all(|c| c.is_ascii_alphanumeric())
+            && query.chars().any(|c| c.is_ascii_digit());
+        type HitRow = (
+            String,
+            String,
+            String,
+            String,
+            Option<Uuid>,
+            Option<String>,
+            Option<String>,
+        );
         let rows: Vec<HitRow> = if looks_like_code {
             let code = query.to_ascii_uppercase();
             let sql = format!(
@@ -455,31 +547,52 @@ impl Store {
         };
         Ok(rows
             .into_iter()
-            .map(|(insee, name, departement, postal_codes, parquet_id, parquet_name, source)| CommuneHit {
-                insee,
-                name,
-                departement,
-                postal_codes: postal_codes.split('|').filter(|p| !p.is_empty()).map(str::to_string).collect(),
-                parquet: match (parquet_id, parquet_name, source) {
-                    (Some(id), Some(name), Some(competence)) => Some(ParquetRef { id, name, competence }),
-                    _ => None,
+            .map(
+                |(insee, name, departement, postal_codes, parquet_id, parquet_name, source)| {
+                    CommuneHit {
+                        insee,
+                        name,
+                        departement,
+                        postal_codes: postal_codes
+                            .split('|')
+                            .filter(|p| !p.is_empty())
+                            .map(str::to_string)
+                            .collect(),
+                        parquet: match (parquet_id, parquet_name, source) {
+                            (Some(id), Some(name), Some(competence)) => Some(ParquetRef {
+                                id,
+                                name,
+                                competence,
+                            }),
+                            _ => None,
+                        },
+                    }
                 },
-            })
+            )
             .collect())
     }
 
     /// The competent parquet of a commune, if known.
     pub async fn competence_of(&self, insee: &str) -> StoreResult<Option<ParquetRef>> {
         let sql = "SELECT o.id, o.name, k.source FROM competences k JOIN organisations o ON o.id = k.parquet_id WHERE k.insee = $1";
-        let row: Option<(Uuid, String, String)> = on_pool!(self, |pool| sqlx::query_as(sql).bind(insee).fetch_optional(pool).await)?;
-        Ok(row.map(|(id, name, competence)| ParquetRef { id, name, competence }))
+        let row: Option<(Uuid, String, String)> = on_pool!(self, |pool| sqlx::query_as(sql)
+            .bind(insee)
+            .fetch_optional(pool)
+            .await)?;
+        Ok(row.map(|(id, name, competence)| ParquetRef {
+            id,
+            name,
+            competence,
+        }))
     }
 
     pub async fn commune_name(&self, insee: &str) -> StoreResult<Option<String>> {
-        Ok(on_pool!(self, |pool| sqlx::query_scalar("SELECT name FROM communes WHERE insee = $1")
-            .bind(insee)
-            .fetch_optional(pool)
-            .await)?)
+        Ok(on_pool!(self, |pool| sqlx::query_scalar(
+            "SELECT name FROM communes WHERE insee = $1"
+        )
+        .bind(insee)
+        .fetch_optional(pool)
+        .await)?)
     }
 
     /// Offences whose number is `query`, or whose label holds every word of it.
@@ -491,14 +604,24 @@ impl Store {
         let columns = "SELECT code, nature, label, defined_by, punished_by FROM offences";
         if let Ok(code) = query.parse::<i64>() {
             let sql = format!("{columns} WHERE code = $1");
-            return Ok(on_pool!(self, |pool| sqlx::query_as(&sql).bind(code).fetch_all(pool).await)?);
+            return Ok(on_pool!(self, |pool| sqlx::query_as(&sql)
+                .bind(code)
+                .fetch_all(pool)
+                .await)?);
         }
-        let words: Vec<String> = search_key(query).split(' ').filter(|w| !w.is_empty()).map(str::to_string).take(8).collect();
+        let words: Vec<String> = search_key(query)
+            .split(' ')
+            .filter(|w| !w.is_empty())
+            .map(str::to_string)
+            .take(8)
+            .collect();
         on_pool!(self, |pool, Db| {
             let mut builder = sqlx::QueryBuilder::<Db>::new(columns);
             builder.push(" WHERE 1 = 1");
             for word in &words {
-                builder.push(" AND (' ' || search_label) LIKE ").push_bind(format!("% {word}%"));
+                builder
+                    .push(" AND (' ' || search_label) LIKE ")
+                    .push_bind(format!("% {word}%"));
             }
             builder.push(" ORDER BY code LIMIT ").push_bind(limit);
             Ok(builder.build_query_as().fetch_all(pool).await?)
@@ -510,7 +633,9 @@ impl Store {
             return Ok(Vec::new());
         }
         on_pool!(self, |pool, Db| {
-            let mut builder = sqlx::QueryBuilder::<Db>::new("SELECT code, nature, label, defined_by, punished_by FROM offences WHERE code IN (");
+            let mut builder = sqlx::QueryBuilder::<Db>::new(
+                "SELECT code, nature, label, defined_by, punished_by FROM offences WHERE code IN (",
+            );
             let mut separated = builder.separated(", ");
             for code in codes {
                 separated.push_bind(*code);
@@ -521,9 +646,11 @@ impl Store {
     }
 
     pub async fn dismissal_reasons(&self) -> StoreResult<Vec<DismissalReason>> {
-        Ok(on_pool!(self, |pool| sqlx::query_as("SELECT code, label FROM dismissal_reasons ORDER BY code")
-            .fetch_all(pool)
-            .await)?)
+        Ok(on_pool!(self, |pool| sqlx::query_as(
+            "SELECT code, label FROM dismissal_reasons ORDER BY code"
+        )
+        .fetch_all(pool)
+        .await)?)
     }
 }
 
@@ -544,7 +671,10 @@ mod tests {
     fn decodes_every_encoding_of_the_official_files() {
         let utf8 = "Numéro NATINF;Réprimée par".as_bytes();
         assert_eq!(decode_legacy_text(utf8), "Numéro NATINF;Réprimée par");
-        let latin1 = encoding_rs::WINDOWS_1252.encode("Numéro;Réprimée;Définie;Délit").0.into_owned();
+        let latin1 = encoding_rs::WINDOWS_1252
+            .encode("Numéro;Réprimée;Définie;Délit")
+            .0
+            .into_owned();
         assert_eq!(decode_legacy_text(&latin1), "Numéro;Réprimée;Définie;Délit");
         // cp850: é = 0x82.
         let cp850 = b"Num\x82ro;R\x82prim\x82e;D\x82lit";
@@ -563,7 +693,10 @@ mod tests {
 
     #[test]
     fn parquet_names() {
-        assert_eq!(parquet_name("Tribunal judiciaire de Blois"), "Parquet du tribunal judiciaire de Blois");
+        assert_eq!(
+            parquet_name("Tribunal judiciaire de Blois"),
+            "Parquet du tribunal judiciaire de Blois"
+        );
         assert_eq!(parquet_id_for_court("109"), parquet_id_for_court("109"));
         assert_ne!(parquet_id_for_court("109"), parquet_id_for_court("146"));
     }

@@ -1,8 +1,9 @@
 //! Referrals, their parties, offences, attachments, timeline and messages.
 
 use crate::{
-    on_pool, ActorInfo, Attachment, Event, Message, NewEvent, Organisation, Party, Referral, ReferralContent, ReferralFilter,
-    ReferralRow, ReferralSummary, ReferralUpdate, Store, StoreError, StoreResult,
+    on_pool, ActorInfo, Attachment, Event, Message, NewEvent, Organisation, Party, Referral,
+    ReferralContent, ReferralFilter, ReferralRow, ReferralSummary, ReferralUpdate, Store,
+    StoreError, StoreResult,
 };
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
@@ -129,7 +130,12 @@ impl Store {
     /// Replaces the sender's content of a referral that is still a draft. Returns false when the
     /// referral is no longer a draft (the caller answers 409), so a concurrent submit never sees
     /// its content change underneath it.
-    pub async fn update_draft(&self, id: Uuid, content: &ReferralContent, now: DateTime<Utc>) -> StoreResult<bool> {
+    pub async fn update_draft(
+        &self,
+        id: Uuid,
+        content: &ReferralContent,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
         let sql = "UPDATE referrals SET kind = $2, urgency = $3, title = $4, facts = $5, administration_reference = $6, \
             facts_started_on = $7, facts_ended_on = $8, commune_insee = $9, address = $10, parquet_id = $11, competence = $12, \
             competence_reason = $13, limitation_date = $14, updated_at = $15 WHERE id = $1 AND status = 'draft'";
@@ -165,25 +171,34 @@ impl Store {
 
     pub async fn referral_row(&self, id: Uuid) -> StoreResult<Option<ReferralRow>> {
         let sql = format!("SELECT {REFERRAL_COLUMNS} FROM referrals WHERE id = $1");
-        Ok(on_pool!(self, |pool| sqlx::query_as(&sql).bind(id).fetch_optional(pool).await)?)
+        Ok(on_pool!(self, |pool| sqlx::query_as(&sql)
+            .bind(id)
+            .fetch_optional(pool)
+            .await)?)
     }
 
     /// A referral with its organisations, offences, parties and attachments.
     pub async fn referral(&self, id: Uuid) -> StoreResult<Option<Referral>> {
-        let Some(row) = self.referral_row(id).await? else { return Ok(None) };
-        let administration: Organisation = self
-            .organisation(row.administration_id)
-            .await?
-            .ok_or(StoreError::Reference("referral without administration".into()))?;
+        let Some(row) = self.referral_row(id).await? else {
+            return Ok(None);
+        };
+        let administration: Organisation =
+            self.organisation(row.administration_id)
+                .await?
+                .ok_or(StoreError::Reference(
+                    "referral without administration".into(),
+                ))?;
         let parquet = match row.parquet_id {
             Some(parquet_id) => self.organisation(parquet_id).await?,
             None => None,
         };
         let (offence_codes, parties, attachments) = on_pool!(self, |pool| {
-            let codes: Vec<i64> = sqlx::query_scalar("SELECT code FROM referral_offences WHERE referral_id = $1 ORDER BY code")
-                .bind(id)
-                .fetch_all(pool)
-                .await?;
+            let codes: Vec<i64> = sqlx::query_scalar(
+                "SELECT code FROM referral_offences WHERE referral_id = $1 ORDER BY code",
+            )
+            .bind(id)
+            .fetch_all(pool)
+            .await?;
             let parties: Vec<Party> = sqlx::query_as(
                 "SELECT role, kind, last_name, first_names, birth_date, name, siren, siret, address FROM parties \
                  WHERE referral_id = $1 ORDER BY position",
@@ -199,14 +214,23 @@ impl Store {
             .await?;
             Ok::<_, sqlx::Error>((codes, parties, attachments))
         })?;
-        Ok(Some(Referral { row, administration, parquet, offence_codes, parties, attachments }))
+        Ok(Some(Referral {
+            row,
+            administration,
+            parquet,
+            offence_codes,
+            parties,
+            attachments,
+        }))
     }
 
     pub async fn referral_by_verification_code(&self, code: &str) -> StoreResult<Option<Referral>> {
-        let id: Option<Uuid> = on_pool!(self, |pool| sqlx::query_scalar("SELECT id FROM referrals WHERE verification_code = $1")
-            .bind(code)
-            .fetch_optional(pool)
-            .await)?;
+        let id: Option<Uuid> = on_pool!(self, |pool| sqlx::query_scalar(
+            "SELECT id FROM referrals WHERE verification_code = $1"
+        )
+        .bind(code)
+        .fetch_optional(pool)
+        .await)?;
         match id {
             Some(id) => self.referral(id).await,
             None => Ok(None),
@@ -214,7 +238,10 @@ impl Store {
     }
 
     /// Referrals within the filter's scope, newest first, keyset-paginated.
-    pub async fn list_referrals(&self, filter: &ReferralFilter) -> StoreResult<Vec<ReferralSummary>> {
+    pub async fn list_referrals(
+        &self,
+        filter: &ReferralFilter,
+    ) -> StoreResult<Vec<ReferralSummary>> {
         on_pool!(self, |pool, Db| {
             let mut q = sqlx::QueryBuilder::<Db>::new(
                 "SELECT r.id, r.reference, r.status, r.kind, r.urgency, r.title, r.administration_id, a.name AS administration_name, \
@@ -299,14 +326,20 @@ impl Store {
             set!("decision", update.decision.clone().map(Json));
             set!("judgement", update.judgement.clone().map(Json));
             if let Some(before) = &update.status_before_complement {
-                q.push(", status_before_complement = ").push_bind(before.clone());
+                q.push(", status_before_complement = ")
+                    .push_bind(before.clone());
             }
             if update.clear_parquet_progress {
                 q.push(", acknowledged_at = NULL, registered_at = NULL, parquet_number = NULL, assigned_to = NULL");
             }
             q.push(" WHERE id = ").push_bind(id);
-            q.push(" AND status = ").push_bind(expected_status.to_string());
-            let result = q.build().execute(&mut *tx).await.map_err(|e| StoreError::from_write(e, "ce numéro parquet"))?;
+            q.push(" AND status = ")
+                .push_bind(expected_status.to_string());
+            let result = q
+                .build()
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| StoreError::from_write(e, "ce numéro parquet"))?;
             if result.rows_affected() == 0 {
                 return Ok(false);
             }
@@ -321,10 +354,18 @@ impl Store {
     pub async fn next_reference_number(&self, year: i32) -> StoreResult<i64> {
         let sql = "INSERT INTO reference_counters (year, last_value) VALUES ($1, 1) \
                    ON CONFLICT (year) DO UPDATE SET last_value = reference_counters.last_value + 1 RETURNING last_value";
-        Ok(on_pool!(self, |pool| sqlx::query_scalar(sql).bind(i64::from(year)).fetch_one(pool).await)?)
+        Ok(on_pool!(self, |pool| sqlx::query_scalar(sql)
+            .bind(i64::from(year))
+            .fetch_one(pool)
+            .await)?)
     }
 
-    pub async fn add_attachment(&self, attachment: &Attachment, actor: &ActorInfo, event: &NewEvent) -> StoreResult<()> {
+    pub async fn add_attachment(
+        &self,
+        attachment: &Attachment,
+        actor: &ActorInfo,
+        event: &NewEvent,
+    ) -> StoreResult<()> {
         let sql = format!("INSERT INTO attachments ({ATTACHMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)");
         on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
@@ -342,7 +383,13 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             if attachment.kind != "draft" {
-                write_event!(tx, attachment.referral_id, attachment.uploaded_at, actor, event);
+                write_event!(
+                    tx,
+                    attachment.referral_id,
+                    attachment.uploaded_at,
+                    actor,
+                    event
+                );
             }
             tx.commit().await?;
             Ok::<_, sqlx::Error>(())
@@ -350,12 +397,28 @@ impl Store {
         Ok(())
     }
 
-    pub async fn attachment(&self, referral_id: Uuid, attachment_id: Uuid) -> StoreResult<Option<Attachment>> {
-        let sql = format!("SELECT {ATTACHMENT_COLUMNS} FROM attachments WHERE referral_id = $1 AND id = $2");
-        Ok(on_pool!(self, |pool| sqlx::query_as(&sql).bind(referral_id).bind(attachment_id).fetch_optional(pool).await)?)
+    pub async fn attachment(
+        &self,
+        referral_id: Uuid,
+        attachment_id: Uuid,
+    ) -> StoreResult<Option<Attachment>> {
+        let sql = format!(
+            "SELECT {ATTACHMENT_COLUMNS} FROM attachments WHERE referral_id = $1 AND id = $2"
+        );
+        Ok(on_pool!(self, |pool| sqlx::query_as(&sql)
+            .bind(referral_id)
+            .bind(attachment_id)
+            .fetch_optional(pool)
+            .await)?)
     }
 
-    pub async fn add_event(&self, referral_id: Uuid, now: DateTime<Utc>, actor: &ActorInfo, event: &NewEvent) -> StoreResult<()> {
+    pub async fn add_event(
+        &self,
+        referral_id: Uuid,
+        now: DateTime<Utc>,
+        actor: &ActorInfo,
+        event: &NewEvent,
+    ) -> StoreResult<()> {
         on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
             write_event!(tx, referral_id, now, actor, event);
@@ -368,7 +431,10 @@ impl Store {
     pub async fn events(&self, referral_id: Uuid) -> StoreResult<Vec<Event>> {
         let sql = "SELECT id, referral_id, at, type, audience, actor_id, actor_name, actor_role, actor_organisation, summary \
                    FROM events WHERE referral_id = $1 ORDER BY at, id";
-        Ok(on_pool!(self, |pool| sqlx::query_as(sql).bind(referral_id).fetch_all(pool).await)?)
+        Ok(on_pool!(self, |pool| sqlx::query_as(sql)
+            .bind(referral_id)
+            .fetch_all(pool)
+            .await)?)
     }
 
     /// A message (or, when `internal`, a parquet's internal note) and its timeline entry.
@@ -403,13 +469,25 @@ impl Store {
         Ok(())
     }
 
-    pub async fn messages(&self, referral_id: Uuid, include_internal: bool) -> StoreResult<Vec<Message>> {
+    pub async fn messages(
+        &self,
+        referral_id: Uuid,
+        include_internal: bool,
+    ) -> StoreResult<Vec<Message>> {
         let sql = "SELECT id, referral_id, internal, author_id, author_name, author_role, author_organisation, body, at \
                    FROM messages WHERE referral_id = $1 AND (internal = $2 OR internal = FALSE) ORDER BY at, id";
-        Ok(on_pool!(self, |pool| sqlx::query_as(sql).bind(referral_id).bind(include_internal).fetch_all(pool).await)?)
+        Ok(on_pool!(self, |pool| sqlx::query_as(sql)
+            .bind(referral_id)
+            .bind(include_internal)
+            .fetch_all(pool)
+            .await)?)
     }
 
     pub async fn count_referrals(&self) -> StoreResult<i64> {
-        Ok(on_pool!(self, |pool| sqlx::query_scalar("SELECT COUNT(*) FROM referrals").fetch_one(pool).await)?)
+        Ok(on_pool!(self, |pool| sqlx::query_scalar(
+            "SELECT COUNT(*) FROM referrals"
+        )
+        .fetch_one(pool)
+        .await)?)
     }
 }

@@ -33,8 +33,14 @@ async fn asset(Path(path): Path<String>) -> Response {
         Some(file) => {
             let mut response = file.contents().into_response();
             let headers = response.headers_mut();
-            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(media_type(&path)));
-            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=86400"));
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(media_type(&path)),
+            );
+            headers.insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=86400"),
+            );
             response
         }
         None => StatusCode::NOT_FOUND.into_response(),

@@ -3,7 +3,9 @@
 
 use crate::error::{ApiError, AppError, PageError};
 use crate::AppState;
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
 use argon2::Argon2;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -31,7 +33,11 @@ pub struct CurrentUser {
 
 impl CurrentUser {
     pub fn actor(&self) -> Actor {
-        Actor { user_id: self.user.id, organisation_id: self.organisation.id, role: self.role }
+        Actor {
+            user_id: self.user.id,
+            organisation_id: self.organisation.id,
+            role: self.role,
+        }
     }
 
     /// How the user appears in the journal.
@@ -45,13 +51,18 @@ impl CurrentUser {
     }
 
     pub async fn load(state: &AppState, user: User) -> Result<CurrentUser, AppError> {
-        let role = Role::parse(&user.role).ok_or_else(|| AppError::Internal(format!("unknown role {}", user.role)))?;
+        let role = Role::parse(&user.role)
+            .ok_or_else(|| AppError::Internal(format!("unknown role {}", user.role)))?;
         let organisation = state
             .store
             .organisation(user.organisation_id)
             .await?
             .ok_or_else(|| AppError::Internal("user without organisation".into()))?;
-        Ok(CurrentUser { user, organisation, role })
+        Ok(CurrentUser {
+            user,
+            organisation,
+            role,
+        })
     }
 }
 
@@ -81,7 +92,11 @@ pub fn hash_password(password: &str) -> Result<String, AppError> {
 
 pub fn verify_password(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash)
-        .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
         .unwrap_or(false)
 }
 
@@ -91,7 +106,10 @@ pub struct ApiUser(pub CurrentUser);
 impl FromRequestParts<AppState> for ApiUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let token = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -134,7 +152,10 @@ pub struct SessionUser {
 impl FromRequestParts<AppState> for SessionUser {
     type Rejection = PageError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let session = session_cookie_value(parts).ok_or(AppError::Unauthenticated)?;
         let now = Utc::now();
         let (user, csrf_token) = state
@@ -147,7 +168,10 @@ impl FromRequestParts<AppState> for SessionUser {
             )
             .await?
             .ok_or(AppError::Unauthenticated)?;
-        Ok(SessionUser { current: CurrentUser::load(state, user).await?, csrf_token })
+        Ok(SessionUser {
+            current: CurrentUser::load(state, user).await?,
+            csrf_token,
+        })
     }
 }
 
@@ -157,7 +181,10 @@ pub struct MaybeSessionUser(pub Option<SessionUser>);
 impl FromRequestParts<AppState> for MaybeSessionUser {
     type Rejection = PageError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         match SessionUser::from_request_parts(parts, state).await {
             Ok(user) => Ok(MaybeSessionUser(Some(user))),
             Err(PageError(AppError::Unauthenticated)) => Ok(MaybeSessionUser(None)),
@@ -171,11 +198,18 @@ impl SessionUser {
     pub fn check_csrf(&self, submitted: &str) -> Result<(), AppError> {
         let expected = self.csrf_token.as_bytes();
         let submitted = submitted.as_bytes();
-        let same = expected.len() == submitted.len() && expected.iter().zip(submitted).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        let same = expected.len() == submitted.len()
+            && expected
+                .iter()
+                .zip(submitted)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
         if same {
             Ok(())
         } else {
-            Err(AppError::Forbidden("Le formulaire a expiré ; rechargez la page et recommencez.".into()))
+            Err(AppError::Forbidden(
+                "Le formulaire a expiré ; rechargez la page et recommencez.".into(),
+            ))
         }
     }
 }

@@ -14,7 +14,10 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> FieldError {
-        FieldError { field: field.into(), message: message.into() }
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -120,8 +123,12 @@ impl From<store::StoreError> for AppError {
 impl From<TransitionError> for AppError {
     fn from(error: TransitionError) -> AppError {
         match error {
-            TransitionError::RoleNotAllowed(_) => AppError::Forbidden(capitalise(&error.to_string())),
-            TransitionError::NotAllowedInStatus { .. } => AppError::Conflict(capitalise(&error.to_string())),
+            TransitionError::RoleNotAllowed(_) => {
+                AppError::Forbidden(capitalise(&error.to_string()))
+            }
+            TransitionError::NotAllowedInStatus { .. } => {
+                AppError::Conflict(capitalise(&error.to_string()))
+            }
         }
     }
 }
@@ -131,7 +138,9 @@ impl From<files::FileError> for AppError {
         match error {
             files::FileError::TooLarge { limit } => AppError::TooLarge(limit),
             files::FileError::Empty => AppError::invalid("file", "Le fichier est vide."),
-            files::FileError::Body(detail) => AppError::BadRequest(format!("Envoi du fichier interrompu : {detail}")),
+            files::FileError::Body(detail) => {
+                AppError::BadRequest(format!("Envoi du fichier interrompu : {detail}"))
+            }
             other => AppError::Internal(other.to_string()),
         }
     }
@@ -180,11 +189,14 @@ impl IntoResponse for ApiError {
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, body).into_response();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         if let AppError::Unauthenticated = error {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         if let AppError::RateLimited(seconds) = error {
             if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
@@ -213,7 +225,12 @@ impl IntoResponse for PageError {
             return (StatusCode::SEE_OTHER, [(header::LOCATION, "/connexion")]).into_response();
         }
         let status = error.status();
-        let page = crate::pages::ErrorPage { layout: crate::pages::Layout::anonymous(), title: error.title(), detail: error.to_string(), status: status.as_u16() };
+        let page = crate::pages::ErrorPage {
+            layout: crate::pages::Layout::anonymous(),
+            title: error.title(),
+            detail: error.to_string(),
+            status: status.as_u16(),
+        };
         (status, crate::pages::render(&page)).into_response()
     }
 }

@@ -2,16 +2,16 @@
 //! rules (`service`), with failures mapped to HTTP in `error`.
 
 pub mod api;
+mod assets;
 pub mod auth;
 pub mod error;
 pub mod pages;
-pub mod service;
-mod assets;
 mod security;
+pub mod service;
 pub mod views;
 
 use axum::Router;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, DurationRound, Utc};
 use files::FileStore;
 use std::sync::Arc;
 use store::Store;
@@ -40,8 +40,16 @@ impl Clock {
 
     pub fn now(&self) -> DateTime<Utc> {
         match self {
-            Clock::System => Utc::now(),
-            Clock::Manual(at) => at.lock().map(|at| *at).unwrap_or_else(|poisoned| *poisoned.into_inner()),
+            // Microseconds: the precision both database backends keep.
+            Clock::System => {
+                let now = Utc::now();
+                now.duration_trunc(chrono::Duration::microseconds(1))
+                    .unwrap_or(now)
+            }
+            Clock::Manual(at) => at
+                .lock()
+                .map(|at| *at)
+                .unwrap_or_else(|poisoned| *poisoned.into_inner()),
         }
     }
 
@@ -66,7 +74,12 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(store: Store, files: FileStore, config: WebConfig) -> AppState {
-        AppState { store, files, config: Arc::new(config), clock: Clock::System }
+        AppState {
+            store,
+            files,
+            config: Arc::new(config),
+            clock: Clock::System,
+        }
     }
 
     pub fn with_clock(mut self, clock: Clock) -> AppState {
@@ -95,5 +108,7 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
 }

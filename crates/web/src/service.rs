@@ -8,11 +8,17 @@ use crate::AppState;
 use chrono::{Datelike, NaiveDate};
 use domain::limitation::limitation_date;
 use domain::permissions::{can_see_referral, Audience, ReferralScope};
-use domain::referral::{transition, AlternativeMeasureKind, JudgementOutcome, ProsecutionMode, TransitionContext};
-use domain::{Action, DecisionKind, InseeCode, Kind, ParquetNumber, Role, Siren, Siret, Status, Urgency};
+use domain::referral::{
+    transition, AlternativeMeasureKind, JudgementOutcome, ProsecutionMode, TransitionContext,
+};
+use domain::{
+    Action, DecisionKind, InseeCode, Kind, ParquetNumber, Role, Siren, Siret, Status, Urgency,
+};
 use rand::Rng;
 use serde::{Deserialize, Deserializer};
-use store::{Decision, Judgement, Message, NewEvent, Party, Referral, ReferralContent, ReferralUpdate};
+use store::{
+    Decision, Judgement, Message, NewEvent, Party, Referral, ReferralContent, ReferralUpdate,
+};
 use uuid::Uuid;
 
 /// Distinguishes a field sent as `null` (clear it) from a field left out (keep it).
@@ -60,7 +66,9 @@ const MAX_FACTS: usize = 100_000;
 const MAX_SHORT: usize = 500;
 
 fn non_empty(value: Option<String>) -> Option<String> {
-    value.map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+    value
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
 }
 
 pub struct ReferralService<'a> {
@@ -91,7 +99,9 @@ fn random_code() -> String {
     // Crockford base32 without look-alikes; 60 bits of entropy.
     const ALPHABET: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
     let mut rng = rand::thread_rng();
-    let chars: Vec<char> = (0..12).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect();
+    let chars: Vec<char> = (0..12)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect();
     format!(
         "{}-{}-{}",
         chars[..4].iter().collect::<String>(),
@@ -101,7 +111,11 @@ fn random_code() -> String {
 }
 
 fn event(event_type: &str, audience: Audience, summary: impl Into<String>) -> NewEvent {
-    NewEvent { event_type: event_type.into(), audience: audience.as_str().into(), summary: summary.into() }
+    NewEvent {
+        event_type: event_type.into(),
+        audience: audience.as_str().into(),
+        summary: summary.into(),
+    }
 }
 
 impl<'a> ReferralService<'a> {
@@ -111,8 +125,14 @@ impl<'a> ReferralService<'a> {
 
     /// The referral if the caller may see it; otherwise 404, whether it exists or not.
     pub async fn load(&self, id: Uuid) -> Result<Referral, AppError> {
-        let referral = self.state.store.referral(id).await?.ok_or(AppError::NotFound)?;
-        let status = Status::parse(&referral.row.status).ok_or_else(|| AppError::Internal("unknown status".into()))?;
+        let referral = self
+            .state
+            .store
+            .referral(id)
+            .await?
+            .ok_or(AppError::NotFound)?;
+        let status = Status::parse(&referral.row.status)
+            .ok_or_else(|| AppError::Internal("unknown status".into()))?;
         let scope = ReferralScope {
             administration_id: referral.row.administration_id,
             author_id: referral.row.author_id,
@@ -126,7 +146,8 @@ impl<'a> ReferralService<'a> {
     }
 
     fn status_of(referral: &Referral) -> Result<Status, AppError> {
-        Status::parse(&referral.row.status).ok_or_else(|| AppError::Internal("unknown status".into()))
+        Status::parse(&referral.row.status)
+            .ok_or_else(|| AppError::Internal("unknown status".into()))
     }
 
     /// Asks the transition table; returns the status the action leads to.
@@ -134,26 +155,48 @@ impl<'a> ReferralService<'a> {
         let status = Self::status_of(referral)?;
         let context = TransitionContext {
             service_requires_validation: referral.administration.requires_validation,
-            status_before_complement: referral.row.status_before_complement.as_deref().and_then(Status::parse),
+            status_before_complement: referral
+                .row
+                .status_before_complement
+                .as_deref()
+                .and_then(Status::parse),
         };
         Ok(transition(status, action, self.user.role, context)?)
     }
 
-    async fn apply(&self, referral: &Referral, update: ReferralUpdate, event: NewEvent) -> Result<Referral, AppError> {
+    async fn apply(
+        &self,
+        referral: &Referral,
+        update: ReferralUpdate,
+        event: NewEvent,
+    ) -> Result<Referral, AppError> {
         let applied = self
             .state
             .store
-            .apply_update(referral.row.id, &referral.row.status, &update, self.state.now(), &self.user.actor_info(), &event)
+            .apply_update(
+                referral.row.id,
+                &referral.row.status,
+                &update,
+                self.state.now(),
+                &self.user.actor_info(),
+                &event,
+            )
             .await?;
         if !applied {
-            return Err(AppError::Conflict("La saisine a été modifiée entre-temps ; rechargez-la.".into()));
+            return Err(AppError::Conflict(
+                "La saisine a été modifiée entre-temps ; rechargez-la.".into(),
+            ));
         }
         self.load(referral.row.id).await
     }
 
     /// Validates the input against the current content and computes the derived fields
     /// (competent parquet, limitation date).
-    async fn merge(&self, mut content: ReferralContent, input: ReferralInput) -> Result<ReferralContent, AppError> {
+    async fn merge(
+        &self,
+        mut content: ReferralContent,
+        input: ReferralInput,
+    ) -> Result<ReferralContent, AppError> {
         let mut errors: Vec<FieldError> = Vec::new();
         if let Some(kind) = input.kind {
             match Kind::parse(&kind) {
@@ -164,25 +207,40 @@ impl<'a> ReferralService<'a> {
         if let Some(urgency) = input.urgency {
             match Urgency::parse(&urgency) {
                 Some(_) => content.urgency = urgency,
-                None => errors.push(FieldError::new("urgency", "Niveau d'urgence inconnu (normal, urgent ou immediate).")),
+                None => errors.push(FieldError::new(
+                    "urgency",
+                    "Niveau d'urgence inconnu (normal, urgent ou immediate).",
+                )),
             }
         }
         if let Some(title) = input.title {
             if title.chars().count() > MAX_TITLE {
-                errors.push(FieldError::new("title", format!("L'intitulé ne doit pas dépasser {MAX_TITLE} caractères.")));
+                errors.push(FieldError::new(
+                    "title",
+                    format!("L'intitulé ne doit pas dépasser {MAX_TITLE} caractères."),
+                ));
             }
             content.title = title.trim().to_string();
         }
         if let Some(facts) = input.facts {
             if facts.chars().count() > MAX_FACTS {
-                errors.push(FieldError::new("facts", format!("L'exposé des faits ne doit pas dépasser {MAX_FACTS} caractères.")));
+                errors.push(FieldError::new(
+                    "facts",
+                    format!("L'exposé des faits ne doit pas dépasser {MAX_FACTS} caractères."),
+                ));
             }
             content.facts = facts.trim().to_string();
         }
         if let Some(reference) = input.administration_reference {
             let reference = non_empty(reference);
-            if reference.as_ref().is_some_and(|r| r.chars().count() > MAX_SHORT) {
-                errors.push(FieldError::new("administration_reference", "La référence est trop longue."));
+            if reference
+                .as_ref()
+                .is_some_and(|r| r.chars().count() > MAX_SHORT)
+            {
+                errors.push(FieldError::new(
+                    "administration_reference",
+                    "La référence est trop longue.",
+                ));
             }
             content.administration_reference = reference;
         }
@@ -194,12 +252,20 @@ impl<'a> ReferralService<'a> {
         }
         if let (Some(start), Some(end)) = (content.facts_started_on, content.facts_ended_on) {
             if end < start {
-                errors.push(FieldError::new("facts_ended_on", "La fin des faits ne peut précéder leur début."));
+                errors.push(FieldError::new(
+                    "facts_ended_on",
+                    "La fin des faits ne peut précéder leur début.",
+                ));
             }
         }
         let today = self.state.now().date_naive();
-        if content.facts_started_on.is_some_and(|d| d > today) || content.facts_ended_on.is_some_and(|d| d > today) {
-            errors.push(FieldError::new("facts_started_on", "Les dates des faits ne peuvent être dans le futur."));
+        if content.facts_started_on.is_some_and(|d| d > today)
+            || content.facts_ended_on.is_some_and(|d| d > today)
+        {
+            errors.push(FieldError::new(
+                "facts_started_on",
+                "Les dates des faits ne peuvent être dans le futur.",
+            ));
         }
         let mut place_changed = false;
         if let Some(place) = input.place {
@@ -214,13 +280,28 @@ impl<'a> ReferralService<'a> {
                     content.commune_insee = match non_empty(place.commune_insee) {
                         None => None,
                         Some(code) => match code.parse::<InseeCode>() {
-                            Ok(code) if self.state.store.commune_name(code.as_str()).await?.is_some() => Some(code.to_string()),
+                            Ok(code)
+                                if self
+                                    .state
+                                    .store
+                                    .commune_name(code.as_str())
+                                    .await?
+                                    .is_some() =>
+                            {
+                                Some(code.to_string())
+                            }
                             Ok(_) => {
-                                errors.push(FieldError::new("place.commune_insee", "Aucune commune ne porte ce code INSEE."));
+                                errors.push(FieldError::new(
+                                    "place.commune_insee",
+                                    "Aucune commune ne porte ce code INSEE.",
+                                ));
                                 None
                             }
                             Err(e) => {
-                                errors.push(FieldError::new("place.commune_insee", capitalised(&e.to_string())));
+                                errors.push(FieldError::new(
+                                    "place.commune_insee",
+                                    capitalised(&e.to_string()),
+                                ));
                                 None
                             }
                         },
@@ -232,7 +313,10 @@ impl<'a> ReferralService<'a> {
             let known = self.state.store.offences_by_codes(&codes).await?;
             for code in &codes {
                 if !known.iter().any(|o| o.code == *code) {
-                    errors.push(FieldError::new("offence_codes", format!("Le code NATINF {code} est inconnu.")));
+                    errors.push(FieldError::new(
+                        "offence_codes",
+                        format!("Le code NATINF {code} est inconnu."),
+                    ));
                 }
             }
             content.offence_codes = codes;
@@ -254,7 +338,12 @@ impl<'a> ReferralService<'a> {
         };
         match input.parquet_id {
             Some(Some(chosen)) => {
-                let parquet = self.state.store.organisation(chosen).await?.filter(|o| o.kind == "parquet");
+                let parquet = self
+                    .state
+                    .store
+                    .organisation(chosen)
+                    .await?
+                    .filter(|o| o.kind == "parquet");
                 if parquet.is_none() {
                     errors.push(FieldError::new("parquet_id", "Parquet inconnu."));
                 } else if proposed.as_ref().is_some_and(|p| p.id == chosen) {
@@ -278,16 +367,26 @@ impl<'a> ReferralService<'a> {
                 content.competence_reason = None;
             }
             None => {
-                if place_changed || content.parquet_id.is_none() || content.competence.as_deref() != Some("chosen") {
+                if place_changed
+                    || content.parquet_id.is_none()
+                    || content.competence.as_deref() != Some("chosen")
+                {
                     content.parquet_id = proposed.as_ref().map(|p| p.id);
                     content.competence = proposed.as_ref().map(|p| p.competence.clone());
                 }
             }
         }
 
-        let offences = self.state.store.offences_by_codes(&content.offence_codes).await?;
+        let offences = self
+            .state
+            .store
+            .offences_by_codes(&content.offence_codes)
+            .await?;
         let natures: Vec<&str> = offences.iter().map(|o| o.nature.as_str()).collect();
-        content.limitation_date = limitation_date(content.facts_ended_on.or(content.facts_started_on), &natures);
+        content.limitation_date = limitation_date(
+            content.facts_ended_on.or(content.facts_started_on),
+            &natures,
+        );
 
         if errors.is_empty() {
             Ok(content)
@@ -298,9 +397,15 @@ impl<'a> ReferralService<'a> {
 
     pub async fn create_draft(&self, input: ReferralInput) -> Result<Referral, AppError> {
         if !self.user.role.is_sender() {
-            return Err(AppError::Forbidden("Seuls les agents et référents d'une administration créent des saisines.".into()));
+            return Err(AppError::Forbidden(
+                "Seuls les agents et référents d'une administration créent des saisines.".into(),
+            ));
         }
-        let initial = ReferralContent { kind: Kind::Article40.as_str().into(), urgency: Urgency::Normal.as_str().into(), ..Default::default() };
+        let initial = ReferralContent {
+            kind: Kind::Article40.as_str().into(),
+            urgency: Urgency::Normal.as_str().into(),
+            ..Default::default()
+        };
         let content = self.merge(initial, input).await?;
         let id = Uuid::now_v7();
         self.state
@@ -323,8 +428,15 @@ impl<'a> ReferralService<'a> {
         let referral = self.load(id).await?;
         self.check(&referral, Action::Edit)?;
         let content = self.merge(content_of(&referral), input).await?;
-        if !self.state.store.update_draft(id, &content, self.state.now()).await? {
-            return Err(AppError::Conflict("La saisine n'est plus un brouillon.".into()));
+        if !self
+            .state
+            .store
+            .update_draft(id, &content, self.state.now())
+            .await?
+        {
+            return Err(AppError::Conflict(
+                "La saisine n'est plus un brouillon.".into(),
+            ));
         }
         self.load(id).await
     }
@@ -334,13 +446,22 @@ impl<'a> ReferralService<'a> {
         let row = &referral.row;
         let mut missing = Vec::new();
         if row.title.trim().is_empty() {
-            missing.push(FieldError::new("title", "L'intitulé est obligatoire pour transmettre."));
+            missing.push(FieldError::new(
+                "title",
+                "L'intitulé est obligatoire pour transmettre.",
+            ));
         }
         if row.facts.trim().is_empty() {
-            missing.push(FieldError::new("facts", "L'exposé des faits est obligatoire pour transmettre."));
+            missing.push(FieldError::new(
+                "facts",
+                "L'exposé des faits est obligatoire pour transmettre.",
+            ));
         }
         if row.parquet_id.is_none() {
-            missing.push(FieldError::new("place.commune_insee", "Indiquez le lieu des faits ou choisissez un parquet."));
+            missing.push(FieldError::new(
+                "place.commune_insee",
+                "Indiquez le lieu des faits ou choisissez un parquet.",
+            ));
         }
         missing
     }
@@ -353,8 +474,21 @@ impl<'a> ReferralService<'a> {
             return Err(AppError::Invalid(missing));
         }
         if next == Status::AwaitingValidation {
-            let update = ReferralUpdate { status: Some(next.as_str().into()), ..Default::default() };
-            return self.apply(&referral, update, event("awaiting_validation", Audience::Sender, "Soumise au référent pour validation")).await;
+            let update = ReferralUpdate {
+                status: Some(next.as_str().into()),
+                ..Default::default()
+            };
+            return self
+                .apply(
+                    &referral,
+                    update,
+                    event(
+                        "awaiting_validation",
+                        Audience::Sender,
+                        "Soumise au référent pour validation",
+                    ),
+                )
+                .await;
         }
         self.send(&referral, "submitted").await
     }
@@ -364,7 +498,11 @@ impl<'a> ReferralService<'a> {
         let now = self.state.now();
         let number = self.state.store.next_reference_number(now.year()).await?;
         let reference = format!("IP-{}-{number:06}", now.year());
-        let parquet = referral.parquet.as_ref().map(|p| p.name.clone()).unwrap_or_default();
+        let parquet = referral
+            .parquet
+            .as_ref()
+            .map(|p| p.name.clone())
+            .unwrap_or_default();
         let update = ReferralUpdate {
             status: Some(Status::Submitted.as_str().into()),
             reference: Some(reference.clone()),
@@ -372,8 +510,16 @@ impl<'a> ReferralService<'a> {
             submitted_at: Some(now),
             ..Default::default()
         };
-        self.apply(referral, update, event(event_type, Audience::Everyone, format!("Saisine {reference} transmise au {parquet}")))
-            .await
+        self.apply(
+            referral,
+            update,
+            event(
+                event_type,
+                Audience::Everyone,
+                format!("Saisine {reference} transmise au {parquet}"),
+            ),
+        )
+        .await
     }
 
     pub async fn validate(&self, id: Uuid) -> Result<Referral, AppError> {
@@ -389,34 +535,76 @@ impl<'a> ReferralService<'a> {
     pub async fn return_to_draft(&self, id: Uuid, comment: &str) -> Result<Referral, AppError> {
         let referral = self.load(id).await?;
         let next = self.check(&referral, Action::ReturnToDraft)?;
-        let comment = required_text("comment", comment, "Expliquez au rédacteur ce qu'il doit reprendre.")?;
-        let update = ReferralUpdate { status: Some(next.as_str().into()), ..Default::default() };
-        self.apply(&referral, update, event("returned", Audience::Sender, format!("Renvoyée au rédacteur : {comment}"))).await
+        let comment = required_text(
+            "comment",
+            comment,
+            "Expliquez au rédacteur ce qu'il doit reprendre.",
+        )?;
+        let update = ReferralUpdate {
+            status: Some(next.as_str().into()),
+            ..Default::default()
+        };
+        self.apply(
+            &referral,
+            update,
+            event(
+                "returned",
+                Audience::Sender,
+                format!("Renvoyée au rédacteur : {comment}"),
+            ),
+        )
+        .await
     }
 
     pub async fn withdraw(&self, id: Uuid) -> Result<Referral, AppError> {
         let referral = self.load(id).await?;
         let next = self.check(&referral, Action::Withdraw)?;
-        let update = ReferralUpdate { status: Some(next.as_str().into()), ..Default::default() };
-        self.apply(&referral, update, event("withdrawn", Audience::Everyone, "Saisine retirée par l'expéditeur")).await
+        let update = ReferralUpdate {
+            status: Some(next.as_str().into()),
+            ..Default::default()
+        };
+        self.apply(
+            &referral,
+            update,
+            event(
+                "withdrawn",
+                Audience::Everyone,
+                "Saisine retirée par l'expéditeur",
+            ),
+        )
+        .await
     }
 
     pub async fn acknowledge(&self, id: Uuid) -> Result<Referral, AppError> {
         let referral = self.load(id).await?;
         self.check(&referral, Action::Acknowledge)?;
         if referral.row.acknowledged_at.is_some() {
-            return Err(AppError::Conflict("La réception de cette saisine a déjà été accusée.".into()));
+            return Err(AppError::Conflict(
+                "La réception de cette saisine a déjà été accusée.".into(),
+            ));
         }
-        let update = ReferralUpdate { acknowledged_at: Some(self.state.now()), ..Default::default() };
+        let update = ReferralUpdate {
+            acknowledged_at: Some(self.state.now()),
+            ..Default::default()
+        };
         let summary = format!("Réception accusée ({})", self.user.role.label_fr());
-        self.apply(&referral, update, event("acknowledged", Audience::Everyone, summary)).await
+        self.apply(
+            &referral,
+            update,
+            event("acknowledged", Audience::Everyone, summary),
+        )
+        .await
     }
 
     pub async fn register(&self, id: Uuid, parquet_number: &str) -> Result<Referral, AppError> {
         let referral = self.load(id).await?;
         let next = self.check(&referral, Action::Register)?;
         let number: ParquetNumber =
-            parquet_number.parse().map_err(|e: domain::identifiers::IdentifierError| AppError::invalid("parquet_number", capitalised(&e.to_string())))?;
+            parquet_number
+                .parse()
+                .map_err(|e: domain::identifiers::IdentifierError| {
+                    AppError::invalid("parquet_number", capitalised(&e.to_string()))
+                })?;
         let now = self.state.now();
         let update = ReferralUpdate {
             status: Some(next.as_str().into()),
@@ -426,12 +614,23 @@ impl<'a> ReferralService<'a> {
             acknowledged_at: referral.row.acknowledged_at.is_none().then_some(now),
             ..Default::default()
         };
-        self.apply(&referral, update, event("registered", Audience::Everyone, format!("Enregistrée sous le numéro parquet {number}")))
-            .await
-            .map_err(|e| match e {
-                AppError::Conflict(_) => AppError::invalid("parquet_number", "Ce numéro parquet est déjà attribué à une autre saisine de ce parquet."),
-                other => other,
-            })
+        self.apply(
+            &referral,
+            update,
+            event(
+                "registered",
+                Audience::Everyone,
+                format!("Enregistrée sous le numéro parquet {number}"),
+            ),
+        )
+        .await
+        .map_err(|e| match e {
+            AppError::Conflict(_) => AppError::invalid(
+                "parquet_number",
+                "Ce numéro parquet est déjà attribué à une autre saisine de ce parquet.",
+            ),
+            other => other,
+        })
     }
 
     pub async fn assign(&self, id: Uuid, user_id: Uuid) -> Result<Referral, AppError> {
@@ -442,10 +641,28 @@ impl<'a> ReferralService<'a> {
             .store
             .user(user_id)
             .await?
-            .filter(|u| u.organisation_id == self.user.organisation.id && u.role == Role::Prosecutor.as_str() && u.active)
-            .ok_or_else(|| AppError::invalid("user_id", "Choisissez un magistrat de ce parquet."))?;
-        let update = ReferralUpdate { assigned_to: Some(prosecutor.id), ..Default::default() };
-        self.apply(&referral, update, event("assigned", Audience::Parquet, format!("Attribuée à {}", prosecutor.display_name))).await
+            .filter(|u| {
+                u.organisation_id == self.user.organisation.id
+                    && u.role == Role::Prosecutor.as_str()
+                    && u.active
+            })
+            .ok_or_else(|| {
+                AppError::invalid("user_id", "Choisissez un magistrat de ce parquet.")
+            })?;
+        let update = ReferralUpdate {
+            assigned_to: Some(prosecutor.id),
+            ..Default::default()
+        };
+        self.apply(
+            &referral,
+            update,
+            event(
+                "assigned",
+                Audience::Parquet,
+                format!("Attribuée à {}", prosecutor.display_name),
+            ),
+        )
+        .await
     }
 
     pub async fn request_complement(&self, id: Uuid, message: &str) -> Result<Referral, AppError> {
@@ -457,7 +674,17 @@ impl<'a> ReferralService<'a> {
             status_before_complement: Some(Some(referral.row.status.clone())),
             ..Default::default()
         };
-        let updated = self.apply(&referral, update, event("complement_requested", Audience::Everyone, "Complément demandé à l'expéditeur")).await?;
+        let updated = self
+            .apply(
+                &referral,
+                update,
+                event(
+                    "complement_requested",
+                    Audience::Everyone,
+                    "Complément demandé à l'expéditeur",
+                ),
+            )
+            .await?;
         self.write_message(&updated, &message, false).await?;
         Ok(updated)
     }
@@ -466,8 +693,22 @@ impl<'a> ReferralService<'a> {
         let referral = self.load(id).await?;
         let next = self.check(&referral, Action::AnswerComplement)?;
         let message = required_text("message", message, "Rédigez votre réponse.")?;
-        let update = ReferralUpdate { status: Some(next.as_str().into()), status_before_complement: Some(None), ..Default::default() };
-        let updated = self.apply(&referral, update, event("complement_answered", Audience::Everyone, "Complément transmis par l'expéditeur")).await?;
+        let update = ReferralUpdate {
+            status: Some(next.as_str().into()),
+            status_before_complement: Some(None),
+            ..Default::default()
+        };
+        let updated = self
+            .apply(
+                &referral,
+                update,
+                event(
+                    "complement_answered",
+                    Audience::Everyone,
+                    "Complément transmis par l'expéditeur",
+                ),
+            )
+            .await?;
         self.write_message(&updated, &message, false).await?;
         Ok(updated)
     }
@@ -475,14 +716,35 @@ impl<'a> ReferralService<'a> {
     pub async fn open_investigation(&self, id: Uuid) -> Result<Referral, AppError> {
         let referral = self.load(id).await?;
         let next = self.check(&referral, Action::OpenInvestigation)?;
-        let update = ReferralUpdate { status: Some(next.as_str().into()), ..Default::default() };
-        self.apply(&referral, update, event("investigation_opened", Audience::Everyone, "Enquête ouverte")).await
+        let update = ReferralUpdate {
+            status: Some(next.as_str().into()),
+            ..Default::default()
+        };
+        self.apply(
+            &referral,
+            update,
+            event(
+                "investigation_opened",
+                Audience::Everyone,
+                "Enquête ouverte",
+            ),
+        )
+        .await
     }
 
-    pub async fn transfer(&self, id: Uuid, parquet_id: Uuid, reason: &str) -> Result<Referral, AppError> {
+    pub async fn transfer(
+        &self,
+        id: Uuid,
+        parquet_id: Uuid,
+        reason: &str,
+    ) -> Result<Referral, AppError> {
         let referral = self.load(id).await?;
         let next = self.check(&referral, Action::Transfer)?;
-        let reason = required_text("reason", reason, "Indiquez le motif du transfert (incompétence…).")?;
+        let reason = required_text(
+            "reason",
+            reason,
+            "Indiquez le motif du transfert (incompétence…).",
+        )?;
         let target = self
             .state
             .store
@@ -497,18 +759,35 @@ impl<'a> ReferralService<'a> {
             clear_parquet_progress: true,
             ..Default::default()
         };
-        let from = referral.parquet.as_ref().map(|p| p.name.clone()).unwrap_or_default();
+        let from = referral
+            .parquet
+            .as_ref()
+            .map(|p| p.name.clone())
+            .unwrap_or_default();
         let summary = format!("Transférée du {from} au {} : {reason}", target.name);
         let applied = self
             .state
             .store
-            .apply_update(id, &referral.row.status, &update, self.state.now(), &self.user.actor_info(), &event("transferred", Audience::Everyone, summary))
+            .apply_update(
+                id,
+                &referral.row.status,
+                &update,
+                self.state.now(),
+                &self.user.actor_info(),
+                &event("transferred", Audience::Everyone, summary),
+            )
             .await?;
         if !applied {
-            return Err(AppError::Conflict("La saisine a été modifiée entre-temps ; rechargez-la.".into()));
+            return Err(AppError::Conflict(
+                "La saisine a été modifiée entre-temps ; rechargez-la.".into(),
+            ));
         }
         // The caller's parquet no longer sees it: return what it was, with its new destination.
-        self.state.store.referral(id).await?.ok_or(AppError::NotFound)
+        self.state
+            .store
+            .referral(id)
+            .await?
+            .ok_or(AppError::NotFound)
     }
 
     pub async fn decide(&self, id: Uuid, input: DecisionInput) -> Result<Referral, AppError> {
@@ -528,19 +807,25 @@ impl<'a> ReferralService<'a> {
         };
         let summary = match kind {
             DecisionKind::Dismissal => {
-                let code = non_empty(input.reason_code).ok_or_else(|| AppError::invalid("reason_code", "Choisissez le motif du classement."))?;
+                let code = non_empty(input.reason_code).ok_or_else(|| {
+                    AppError::invalid("reason_code", "Choisissez le motif du classement.")
+                })?;
                 let reasons = self.state.store.dismissal_reasons().await?;
-                let reason = reasons
-                    .iter()
-                    .find(|r| r.code == code)
-                    .ok_or_else(|| AppError::invalid("reason_code", "Motif de classement inconnu."))?;
+                let reason = reasons.iter().find(|r| r.code == code).ok_or_else(|| {
+                    AppError::invalid("reason_code", "Motif de classement inconnu.")
+                })?;
                 decision.reason_code = Some(code.clone());
-                format!("Classement sans suite — motif {} : {}", reason.code, reason.label)
+                format!(
+                    "Classement sans suite — motif {} : {}",
+                    reason.code, reason.label
+                )
             }
             DecisionKind::AlternativeMeasure => {
                 let measure = non_empty(input.measure)
                     .and_then(|m| AlternativeMeasureKind::parse(&m))
-                    .ok_or_else(|| AppError::invalid("measure", "Choisissez la mesure alternative."))?;
+                    .ok_or_else(|| {
+                        AppError::invalid("measure", "Choisissez la mesure alternative.")
+                    })?;
                 decision.measure = Some(measure.as_str().into());
                 format!("Mesure alternative aux poursuites : {}", measure.label_fr())
             }
@@ -551,13 +836,24 @@ impl<'a> ReferralService<'a> {
                 decision.mode = Some(mode.as_str().into());
                 decision.hearing_date = input.hearing_date;
                 match input.hearing_date {
-                    Some(date) => format!("Poursuites : {} — audience le {}", mode.label_fr(), date.format("%d/%m/%Y")),
+                    Some(date) => format!(
+                        "Poursuites : {} — audience le {}",
+                        mode.label_fr(),
+                        date.format("%d/%m/%Y")
+                    ),
                     None => format!("Poursuites : {}", mode.label_fr()),
                 }
             }
-            DecisionKind::JudicialInvestigation => "Ouverture d'une information judiciaire".to_string(),
+            DecisionKind::JudicialInvestigation => {
+                "Ouverture d'une information judiciaire".to_string()
+            }
             DecisionKind::Joined => {
-                let procedure = comment.clone().ok_or_else(|| AppError::invalid("comment", "Indiquez la procédure à laquelle la saisine est jointe."))?;
+                let procedure = comment.clone().ok_or_else(|| {
+                    AppError::invalid(
+                        "comment",
+                        "Indiquez la procédure à laquelle la saisine est jointe.",
+                    )
+                })?;
                 format!("Jointe à la procédure {procedure}")
             }
         };
@@ -567,63 +863,164 @@ impl<'a> ReferralService<'a> {
             decided_at: Some(decision.decided_at),
             ..Default::default()
         };
-        self.apply(&referral, update, event("decided", Audience::Everyone, summary)).await
+        self.apply(
+            &referral,
+            update,
+            event("decided", Audience::Everyone, summary),
+        )
+        .await
     }
 
     /// The outcome of an alternative measure: success → dismissal with the matching reason,
     /// failure → prosecution.
-    pub async fn measure_outcome(&self, id: Uuid, success: bool, mode: Option<String>) -> Result<Referral, AppError> {
+    pub async fn measure_outcome(
+        &self,
+        id: Uuid,
+        success: bool,
+        mode: Option<String>,
+    ) -> Result<Referral, AppError> {
         let referral = self.load(id).await?;
-        let action = if success { Action::RecordMeasureSuccess } else { Action::RecordMeasureFailure };
+        let action = if success {
+            Action::RecordMeasureSuccess
+        } else {
+            Action::RecordMeasureFailure
+        };
         let next = self.check(&referral, action)?;
-        let measure = referral.row.decision.as_ref().and_then(|d| d.0.measure.clone()).unwrap_or_default();
+        let measure = referral
+            .row
+            .decision
+            .as_ref()
+            .and_then(|d| d.0.measure.clone())
+            .unwrap_or_default();
         let now = self.state.now();
         let (decision, summary) = if success {
             let code = dismissal_reason_after_measure(&measure);
             (
-                Decision { kind: "dismissal".into(), reason_code: Some(code.into()), measure: Some(measure), mode: None, comment: None, hearing_date: None, decided_at: now },
+                Decision {
+                    kind: "dismissal".into(),
+                    reason_code: Some(code.into()),
+                    measure: Some(measure),
+                    mode: None,
+                    comment: None,
+                    hearing_date: None,
+                    decided_at: now,
+                },
                 format!("Mesure alternative réussie — classement sans suite, motif {code}"),
             )
         } else {
             let mode = mode
                 .and_then(|m| ProsecutionMode::parse(&m))
-                .ok_or_else(|| AppError::invalid("mode", "Choisissez le mode de poursuite après l'échec de la mesure."))?;
+                .ok_or_else(|| {
+                    AppError::invalid(
+                        "mode",
+                        "Choisissez le mode de poursuite après l'échec de la mesure.",
+                    )
+                })?;
             (
-                Decision { kind: "prosecution".into(), reason_code: None, measure: Some(measure), mode: Some(mode.as_str().into()), comment: None, hearing_date: None, decided_at: now },
-                format!("Échec de la mesure alternative — poursuites : {}", mode.label_fr()),
+                Decision {
+                    kind: "prosecution".into(),
+                    reason_code: None,
+                    measure: Some(measure),
+                    mode: Some(mode.as_str().into()),
+                    comment: None,
+                    hearing_date: None,
+                    decided_at: now,
+                },
+                format!(
+                    "Échec de la mesure alternative — poursuites : {}",
+                    mode.label_fr()
+                ),
             )
         };
-        let update = ReferralUpdate { status: Some(next.as_str().into()), decision: Some(decision), decided_at: Some(now), ..Default::default() };
-        self.apply(&referral, update, event("decided", Audience::Everyone, summary)).await
+        let update = ReferralUpdate {
+            status: Some(next.as_str().into()),
+            decision: Some(decision),
+            decided_at: Some(now),
+            ..Default::default()
+        };
+        self.apply(
+            &referral,
+            update,
+            event("decided", Audience::Everyone, summary),
+        )
+        .await
     }
 
     pub async fn judgement(&self, id: Uuid, input: JudgementInput) -> Result<Referral, AppError> {
         let referral = self.load(id).await?;
         let status = Self::status_of(&referral)?;
         let appeal = input.appeal.unwrap_or(false);
-        let outcome = JudgementOutcome::parse(&input.outcome)
-            .ok_or_else(|| AppError::invalid("outcome", "Issue inconnue (conviction, acquittal ou other)."))?;
+        let outcome = JudgementOutcome::parse(&input.outcome).ok_or_else(|| {
+            AppError::invalid(
+                "outcome",
+                "Issue inconnue (conviction, acquittal ou other).",
+            )
+        })?;
         // A judgement already recorded may only be completed by an appeal.
-        let action = if status == Status::Judged { Action::RecordAppeal } else { Action::RecordJudgement };
+        let action = if status == Status::Judged {
+            Action::RecordAppeal
+        } else {
+            Action::RecordJudgement
+        };
         let next = self.check(&referral, action)?;
-        let judgement = Judgement { date: input.date, outcome: outcome.as_str().into(), summary: non_empty(input.summary), appeal };
+        let judgement = Judgement {
+            date: input.date,
+            outcome: outcome.as_str().into(),
+            summary: non_empty(input.summary),
+            appeal,
+        };
         let summary = if action == Action::RecordAppeal {
             "Appel interjeté contre le jugement".to_string()
         } else {
-            format!("Jugement du {} : {}{}", input.date.format("%d/%m/%Y"), outcome.label_fr(), if appeal { " (appel interjeté)" } else { "" })
+            format!(
+                "Jugement du {} : {}{}",
+                input.date.format("%d/%m/%Y"),
+                outcome.label_fr(),
+                if appeal { " (appel interjeté)" } else { "" }
+            )
         };
-        let update = ReferralUpdate { status: Some(next.as_str().into()), judgement: Some(judgement), ..Default::default() };
-        self.apply(&referral, update, event(if action == Action::RecordAppeal { "appealed" } else { "judged" }, Audience::Everyone, summary)).await
+        let update = ReferralUpdate {
+            status: Some(next.as_str().into()),
+            judgement: Some(judgement),
+            ..Default::default()
+        };
+        self.apply(
+            &referral,
+            update,
+            event(
+                if action == Action::RecordAppeal {
+                    "appealed"
+                } else {
+                    "judged"
+                },
+                Audience::Everyone,
+                summary,
+            ),
+        )
+        .await
     }
 
     pub async fn close(&self, id: Uuid) -> Result<Referral, AppError> {
         let referral = self.load(id).await?;
         let next = self.check(&referral, Action::Close)?;
-        let update = ReferralUpdate { status: Some(next.as_str().into()), ..Default::default() };
-        self.apply(&referral, update, event("closed", Audience::Everyone, "Dossier clôturé")).await
+        let update = ReferralUpdate {
+            status: Some(next.as_str().into()),
+            ..Default::default()
+        };
+        self.apply(
+            &referral,
+            update,
+            event("closed", Audience::Everyone, "Dossier clôturé"),
+        )
+        .await
     }
 
-    async fn write_message(&self, referral: &Referral, body: &str, internal: bool) -> Result<Message, AppError> {
+    async fn write_message(
+        &self,
+        referral: &Referral,
+        body: &str,
+        internal: bool,
+    ) -> Result<Message, AppError> {
         let message = Message {
             id: Uuid::now_v7(),
             referral_id: referral.row.id,
@@ -638,7 +1035,11 @@ impl<'a> ReferralService<'a> {
         let entry = if internal {
             event("note", Audience::Parquet, "Note interne ajoutée")
         } else {
-            event("message", Audience::Everyone, format!("Message de {}", self.user.organisation.name))
+            event(
+                "message",
+                Audience::Everyone,
+                format!("Message de {}", self.user.organisation.name),
+            )
         };
         self.state.store.add_message(&message, &entry).await?;
         Ok(message)
@@ -660,7 +1061,11 @@ impl<'a> ReferralService<'a> {
 
     pub async fn messages(&self, id: Uuid) -> Result<Vec<Message>, AppError> {
         let referral = self.load(id).await?;
-        Ok(self.state.store.messages(referral.row.id, self.user.role.is_parquet()).await?)
+        Ok(self
+            .state
+            .store
+            .messages(referral.row.id, self.user.role.is_parquet())
+            .await?)
     }
 
     /// The timeline as the caller may see it.
@@ -684,7 +1089,14 @@ impl<'a> ReferralService<'a> {
         Ok(referral)
     }
 
-    pub async fn record_attachment(&self, referral: &Referral, stored: files::StoredFile, filename: &str, declared_type: Option<&str>, kind: &str) -> Result<store::Attachment, AppError> {
+    pub async fn record_attachment(
+        &self,
+        referral: &Referral,
+        stored: files::StoredFile,
+        filename: &str,
+        declared_type: Option<&str>,
+        kind: &str,
+    ) -> Result<store::Attachment, AppError> {
         let now = self.state.now();
         let filename = files::sanitize_filename(filename);
         let is_draft = referral.row.status == Status::Draft.as_str();
@@ -695,14 +1107,32 @@ impl<'a> ReferralService<'a> {
             media_type: files::sniff_media_type(&stored.head, declared_type),
             size: stored.size as i64,
             sha256: stored.sha256,
-            kind: if is_draft { kind.to_string() } else { format!("additional:{kind}") },
+            kind: if is_draft {
+                kind.to_string()
+            } else {
+                format!("additional:{kind}")
+            },
             storage_key: stored.storage_key,
             uploaded_by: self.user.user.id,
             uploaded_at: now,
         };
-        let summary = format!("Pièce ajoutée : {filename} (SHA-256 {}…)", &attachment.sha256[..16]);
-        let audience = if is_draft { Audience::Sender } else { Audience::Everyone };
-        self.state.store.add_attachment(&attachment, &self.user.actor_info(), &event("attachment_added", audience, summary)).await?;
+        let summary = format!(
+            "Pièce ajoutée : {filename} (SHA-256 {}…)",
+            &attachment.sha256[..16]
+        );
+        let audience = if is_draft {
+            Audience::Sender
+        } else {
+            Audience::Everyone
+        };
+        self.state
+            .store
+            .add_attachment(
+                &attachment,
+                &self.user.actor_info(),
+                &event("attachment_added", audience, summary),
+            )
+            .await?;
         Ok(attachment)
     }
 }
@@ -742,41 +1172,66 @@ fn validate_party(index: usize, party: &Party, today: NaiveDate) -> Vec<FieldErr
     let field = |name: &str| format!("parties[{index}].{name}");
     let mut errors = Vec::new();
     if !matches!(party.role.as_str(), "suspect" | "victim" | "witness") {
-        errors.push(FieldError::new(field("role"), "Rôle inconnu (suspect, victim ou witness)."));
+        errors.push(FieldError::new(
+            field("role"),
+            "Rôle inconnu (suspect, victim ou witness).",
+        ));
     }
     match party.kind.as_str() {
         "person" => {
             if non_empty(party.last_name.clone()).is_none() {
-                errors.push(FieldError::new(field("last_name"), "Le nom de la personne est obligatoire."));
+                errors.push(FieldError::new(
+                    field("last_name"),
+                    "Le nom de la personne est obligatoire.",
+                ));
             }
         }
         "organisation" => {
             if non_empty(party.name.clone()).is_none() {
-                errors.push(FieldError::new(field("name"), "La raison sociale est obligatoire."));
+                errors.push(FieldError::new(
+                    field("name"),
+                    "La raison sociale est obligatoire.",
+                ));
             }
         }
-        _ => errors.push(FieldError::new(field("kind"), "Nature inconnue (person ou organisation).")),
+        _ => errors.push(FieldError::new(
+            field("kind"),
+            "Nature inconnue (person ou organisation).",
+        )),
     }
     if let Some(siren) = non_empty(party.siren.clone()) {
         if let Err(e) = siren.parse::<Siren>() {
-            errors.push(FieldError::new(field("siren"), capitalised(&format!("SIREN invalide : {e}"))));
+            errors.push(FieldError::new(
+                field("siren"),
+                capitalised(&format!("SIREN invalide : {e}")),
+            ));
         }
     }
     if let Some(siret) = non_empty(party.siret.clone()) {
         if let Err(e) = siret.parse::<Siret>() {
-            errors.push(FieldError::new(field("siret"), capitalised(&format!("SIRET invalide : {e}"))));
+            errors.push(FieldError::new(
+                field("siret"),
+                capitalised(&format!("SIRET invalide : {e}")),
+            ));
         }
     }
     if party.birth_date.is_some_and(|d| d > today) {
-        errors.push(FieldError::new(field("birth_date"), "La date de naissance est dans le futur."));
+        errors.push(FieldError::new(
+            field("birth_date"),
+            "La date de naissance est dans le futur.",
+        ));
     }
     errors
 }
 
 fn normalise_party(party: Party) -> Party {
     Party {
-        siren: non_empty(party.siren).and_then(|s| s.parse::<Siren>().ok()).map(String::from),
-        siret: non_empty(party.siret).and_then(|s| s.parse::<Siret>().ok()).map(String::from),
+        siren: non_empty(party.siren)
+            .and_then(|s| s.parse::<Siren>().ok())
+            .map(String::from),
+        siret: non_empty(party.siret)
+            .and_then(|s| s.parse::<Siret>().ok())
+            .map(String::from),
         last_name: non_empty(party.last_name),
         first_names: non_empty(party.first_names),
         name: non_empty(party.name),

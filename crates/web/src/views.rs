@@ -81,11 +81,18 @@ pub struct ReferralView {
 pub fn deadline_of(referral: &Referral, now: DateTime<Utc>) -> Option<DeadlineView> {
     let row = &referral.row;
     let status = Status::parse(&row.status)?;
-    if !matches!(status, Status::Submitted | Status::Registered | Status::UnderInvestigation) {
+    if !matches!(
+        status,
+        Status::Submitted | Status::Registered | Status::UnderInvestigation
+    ) {
         return None;
     }
     let urgency = Urgency::parse(&row.urgency).unwrap_or(Urgency::Normal);
-    let alsace_moselle = referral.parquet.as_ref().and_then(|p| p.departement.as_deref()).is_some_and(is_alsace_moselle);
+    let alsace_moselle = referral
+        .parquet
+        .as_ref()
+        .and_then(|p| p.departement.as_deref())
+        .is_some_and(is_alsace_moselle);
     let deadline = DeadlinePolicy::default().current_deadline(
         urgency,
         row.submitted_at?,
@@ -94,7 +101,11 @@ pub fn deadline_of(referral: &Referral, now: DateTime<Utc>) -> Option<DeadlineVi
         status.is_decided(),
         alsace_moselle,
     )?;
-    Some(DeadlineView { kind: deadline.kind, due_at: deadline.due_at, overdue: deadline.due_at < now })
+    Some(DeadlineView {
+        kind: deadline.kind,
+        due_at: deadline.due_at,
+        overdue: deadline.due_at < now,
+    })
 }
 
 impl ReferralView {
@@ -111,7 +122,10 @@ impl ReferralView {
             administration_reference: row.administration_reference.clone(),
             facts_started_on: row.facts_started_on,
             facts_ended_on: row.facts_ended_on,
-            place: row.commune_insee.clone().map(|commune_insee| PlaceView { commune_insee, address: row.address.clone() }),
+            place: row.commune_insee.clone().map(|commune_insee| PlaceView {
+                commune_insee,
+                address: row.address.clone(),
+            }),
             offence_codes: referral.offence_codes.clone(),
             parties: referral.parties.clone(),
             administration: OrganisationView {
@@ -119,7 +133,11 @@ impl ReferralView {
                 name: referral.administration.name.clone(),
                 siret: referral.administration.siret.clone(),
             },
-            parquet: referral.parquet.as_ref().map(|p| ParquetView { id: p.id, name: p.name.clone(), competence: row.competence.clone() }),
+            parquet: referral.parquet.as_ref().map(|p| ParquetView {
+                id: p.id,
+                name: p.name.clone(),
+                competence: row.competence.clone(),
+            }),
             attachments: referral
                 .attachments
                 .iter()
@@ -141,7 +159,11 @@ impl ReferralView {
             limitation_date: row.limitation_date,
             decision: row.decision.as_ref().map(|d| d.0.clone()),
             deadline: deadline_of(referral, now),
-            assigned_to: if viewer.is_parquet() { row.assigned_to } else { None },
+            assigned_to: if viewer.is_parquet() {
+                row.assigned_to
+            } else {
+                None
+            },
             competence_reason: row.competence_reason.clone(),
         }
     }
@@ -171,12 +193,20 @@ impl ReceiptView {
         Some(ReceiptView {
             reference: row.reference.clone()?,
             submitted_at: row.submitted_at?,
-            parquet: ParquetView { id: parquet.id, name: parquet.name.clone(), competence: row.competence.clone() },
+            parquet: ParquetView {
+                id: parquet.id,
+                name: parquet.name.clone(),
+                competence: row.competence.clone(),
+            },
             attachments: referral
                 .attachments
                 .iter()
                 .filter(|a| a.uploaded_at <= row.submitted_at.unwrap_or(a.uploaded_at))
-                .map(|a| ReceiptAttachmentView { filename: a.filename.clone(), size: a.size, sha256: a.sha256.clone() })
+                .map(|a| ReceiptAttachmentView {
+                    filename: a.filename.clone(),
+                    size: a.size,
+                    sha256: a.sha256.clone(),
+                })
                 .collect(),
             verification_code: row.verification_code.clone()?,
         })

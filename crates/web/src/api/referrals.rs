@@ -25,7 +25,10 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/referrals", get(list).post(create))
         .route("/api/v1/referrals/{id}", get(show).patch(update))
         .route("/api/v1/referrals/{id}/attachments", post(upload))
-        .route("/api/v1/referrals/{id}/attachments/{attachment_id}", get(download))
+        .route(
+            "/api/v1/referrals/{id}/attachments/{attachment_id}",
+            get(download),
+        )
         .route("/api/v1/referrals/{id}/submit", post(submit))
         .route("/api/v1/referrals/{id}/validate", post(validate))
         .route("/api/v1/referrals/{id}/return", post(return_to_draft))
@@ -33,19 +36,34 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/referrals/{id}/acknowledge", post(acknowledge))
         .route("/api/v1/referrals/{id}/register", post(register))
         .route("/api/v1/referrals/{id}/assign", post(assign))
-        .route("/api/v1/referrals/{id}/request-complement", post(request_complement))
+        .route(
+            "/api/v1/referrals/{id}/request-complement",
+            post(request_complement),
+        )
         .route("/api/v1/referrals/{id}/complement", post(answer_complement))
-        .route("/api/v1/referrals/{id}/investigation", post(open_investigation))
+        .route(
+            "/api/v1/referrals/{id}/investigation",
+            post(open_investigation),
+        )
         .route("/api/v1/referrals/{id}/transfer", post(transfer))
         .route("/api/v1/referrals/{id}/decision", post(decide))
-        .route("/api/v1/referrals/{id}/measure-outcome", post(measure_outcome))
+        .route(
+            "/api/v1/referrals/{id}/measure-outcome",
+            post(measure_outcome),
+        )
         .route("/api/v1/referrals/{id}/judgement", post(judgement))
         .route("/api/v1/referrals/{id}/close", post(close))
         .route("/api/v1/referrals/{id}/notes", post(add_note))
-        .route("/api/v1/referrals/{id}/messages", get(messages).post(post_message))
+        .route(
+            "/api/v1/referrals/{id}/messages",
+            get(messages).post(post_message),
+        )
         .route("/api/v1/referrals/{id}/events", get(events))
         .route("/api/v1/referrals/{id}/receipt.pdf", get(receipt_pdf))
-        .route("/api/v1/referrals/{id}/decision-notice.pdf", get(decision_notice_pdf))
+        .route(
+            "/api/v1/referrals/{id}/decision-notice.pdf",
+            get(decision_notice_pdf),
+        )
         .route("/api/v1/receipts/{code}", get(verify_receipt))
 }
 
@@ -58,11 +76,16 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         match Json::<T>::from_request(request, state).await {
             Ok(Json(value)) => Ok(ApiJson(value)),
-            Err(JsonRejection::MissingJsonContentType(_)) => {
-                Err(AppError::UnsupportedMediaType("envoyez du JSON (Content-Type: application/json)".into()).into())
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(AppError::UnsupportedMediaType(
+                "envoyez du JSON (Content-Type: application/json)".into(),
+            )
+            .into()),
+            Err(JsonRejection::JsonDataError(e)) => {
+                Err(AppError::invalid("body", e.body_text()).into())
             }
-            Err(JsonRejection::JsonDataError(e)) => Err(AppError::invalid("body", e.body_text()).into()),
-            Err(e) => Err(AppError::BadRequest(format!("JSON mal formé : {}", e.body_text())).into()),
+            Err(e) => {
+                Err(AppError::BadRequest(format!("JSON mal formé : {}", e.body_text())).into())
+            }
         }
     }
 }
@@ -113,10 +136,17 @@ fn encode_cursor(at: DateTime<Utc>, id: Uuid) -> String {
 
 fn decode_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), AppError> {
     let invalid = || AppError::invalid("cursor", "Curseur de pagination invalide.");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| invalid())?;
     let text = String::from_utf8(bytes).map_err(|_| invalid())?;
     let (at, id) = text.split_once('|').ok_or_else(invalid)?;
-    Ok((DateTime::parse_from_rfc3339(at).map_err(|_| invalid())?.with_timezone(&Utc), id.parse().map_err(|_| invalid())?))
+    Ok((
+        DateTime::parse_from_rfc3339(at)
+            .map_err(|_| invalid())?
+            .with_timezone(&Utc),
+        id.parse().map_err(|_| invalid())?,
+    ))
 }
 
 /// The caller's scope: what it may list at all.
@@ -132,33 +162,57 @@ pub fn scope_filter(user: &crate::auth::CurrentUser) -> Result<ReferralFilter, A
             filter.parquet_id = Some(user.organisation.id);
             filter.sent_only = true;
         }
-        Role::Admin => return Err(AppError::Forbidden("Les administrateurs de la plateforme n'ont pas accès au contenu des saisines.".into())),
+        Role::Admin => {
+            return Err(AppError::Forbidden(
+                "Les administrateurs de la plateforme n'ont pas accès au contenu des saisines."
+                    .into(),
+            ))
+        }
     }
     Ok(filter)
 }
 
-async fn list(State(state): State<AppState>, ApiUser(user): ApiUser, Query(query): Query<ListQuery>) -> Result<Json<ListView<ReferralItem>>, ApiError> {
+async fn list(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<ListView<ReferralItem>>, ApiError> {
     let mut filter = scope_filter(&user)?;
     let limit = query.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
-        return Err(AppError::invalid("limit", "La taille de page doit être comprise entre 1 et 200.").into());
+        return Err(AppError::invalid(
+            "limit",
+            "La taille de page doit être comprise entre 1 et 200.",
+        )
+        .into());
     }
     if let Some(status) = &query.status {
-        domain::Status::parse(status).ok_or_else(|| AppError::invalid("status", "Statut inconnu."))?;
+        domain::Status::parse(status)
+            .ok_or_else(|| AppError::invalid("status", "Statut inconnu."))?;
     }
     if let Some(urgency) = &query.urgency {
-        domain::Urgency::parse(urgency).ok_or_else(|| AppError::invalid("urgency", "Urgence inconnue."))?;
+        domain::Urgency::parse(urgency)
+            .ok_or_else(|| AppError::invalid("urgency", "Urgence inconnue."))?;
     }
     // Filters narrow the scope; they never widen it.
     if let Some(parquet_id) = query.parquet_id {
         if filter.parquet_id.is_some_and(|own| own != parquet_id) {
-            return Ok(Json(ListView { items: Vec::new(), next_cursor: None }));
+            return Ok(Json(ListView {
+                items: Vec::new(),
+                next_cursor: None,
+            }));
         }
         filter.parquet_id = Some(parquet_id);
     }
     if let Some(administration_id) = query.administration_id {
-        if filter.administration_id.is_some_and(|own| own != administration_id) {
-            return Ok(Json(ListView { items: Vec::new(), next_cursor: None }));
+        if filter
+            .administration_id
+            .is_some_and(|own| own != administration_id)
+        {
+            return Ok(Json(ListView {
+                items: Vec::new(),
+                next_cursor: None,
+            }));
         }
         filter.administration_id = Some(administration_id);
     }
@@ -194,8 +248,14 @@ async fn list(State(state): State<AppState>, ApiUser(user): ApiUser, Query(query
             kind: row.kind,
             urgency: row.urgency,
             title: row.title,
-            administration: Named { id: row.administration_id, name: row.administration_name },
-            parquet: row.parquet_id.zip(row.parquet_name).map(|(id, name)| Named { id, name }),
+            administration: Named {
+                id: row.administration_id,
+                name: row.administration_name,
+            },
+            parquet: row
+                .parquet_id
+                .zip(row.parquet_name)
+                .map(|(id, name)| Named { id, name }),
             created_at: row.created_at,
             submitted_at: row.submitted_at,
             acknowledged_at: row.acknowledged_at,
@@ -210,14 +270,31 @@ fn referral_json(referral: &store::Referral, role: Role) -> Json<ReferralView> {
     Json(ReferralView::new(referral, role, Utc::now()))
 }
 
-async fn create(State(state): State<AppState>, ApiUser(user): ApiUser, ApiJson(input): ApiJson<ReferralInput>) -> Result<Response, ApiError> {
-    let referral = ReferralService::new(&state, &user).create_draft(input).await?;
+async fn create(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    ApiJson(input): ApiJson<ReferralInput>,
+) -> Result<Response, ApiError> {
+    let referral = ReferralService::new(&state, &user)
+        .create_draft(input)
+        .await?;
     let location = format!("/api/v1/referrals/{}", referral.row.id);
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], referral_json(&referral, user.role)).into_response())
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        referral_json(&referral, user.role),
+    )
+        .into_response())
 }
 
-async fn show(State(state): State<AppState>, ApiUser(user): ApiUser, Path(id): Path<String>) -> Result<Json<ReferralView>, ApiError> {
-    let referral = ReferralService::new(&state, &user).load(parse_id(&id)?).await?;
+async fn show(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Path(id): Path<String>,
+) -> Result<Json<ReferralView>, ApiError> {
+    let referral = ReferralService::new(&state, &user)
+        .load(parse_id(&id)?)
+        .await?;
     Ok(referral_json(&referral, user.role))
 }
 
@@ -227,7 +304,9 @@ async fn update(
     Path(id): Path<String>,
     ApiJson(input): ApiJson<ReferralInput>,
 ) -> Result<Json<ReferralView>, ApiError> {
-    let referral = ReferralService::new(&state, &user).update_draft(parse_id(&id)?, input).await?;
+    let referral = ReferralService::new(&state, &user)
+        .update_draft(parse_id(&id)?, input)
+        .await?;
     Ok(referral_json(&referral, user.role))
 }
 
@@ -237,7 +316,14 @@ pub struct UploadQuery {
     kind: Option<String>,
 }
 
-const ATTACHMENT_KINDS: &[&str] = &["report", "evidence", "photo", "complement", "other", "document"];
+const ATTACHMENT_KINDS: &[&str] = &[
+    "report",
+    "evidence",
+    "photo",
+    "complement",
+    "other",
+    "document",
+];
 
 async fn upload(
     State(state): State<AppState>,
@@ -249,18 +335,38 @@ async fn upload(
 ) -> Result<Response, ApiError> {
     let service = ReferralService::new(&state, &user);
     let referral = service.can_add_attachment(parse_id(&id)?).await?;
-    let filename = query.filename.filter(|f| !f.trim().is_empty()).ok_or_else(|| AppError::invalid("filename", "Indiquez le nom du fichier (?filename=…)."))?;
+    let filename = query
+        .filename
+        .filter(|f| !f.trim().is_empty())
+        .ok_or_else(|| {
+            AppError::invalid("filename", "Indiquez le nom du fichier (?filename=…).")
+        })?;
     let kind = query.kind.unwrap_or_else(|| "document".into());
     if !ATTACHMENT_KINDS.contains(&kind.as_str()) {
-        return Err(AppError::invalid("kind", format!("Nature de pièce inconnue ; valeurs : {}.", ATTACHMENT_KINDS.join(", "))).into());
+        return Err(AppError::invalid(
+            "kind",
+            format!(
+                "Nature de pièce inconnue ; valeurs : {}.",
+                ATTACHMENT_KINDS.join(", ")
+            ),
+        )
+        .into());
     }
-    let declared_length = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared_length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     if declared_length.is_some_and(|length| length > state.files.max_size()) {
         return Err(AppError::TooLarge(state.files.max_size()).into());
     }
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let stored = state.files.store_stream(body.into_data_stream()).await?;
-    let attachment = service.record_attachment(&referral, stored, &filename, content_type.as_deref(), &kind).await?;
+    let attachment = service
+        .record_attachment(&referral, stored, &filename, content_type.as_deref(), &kind)
+        .await?;
     let view = views::AttachmentView {
         id: attachment.id,
         filename: attachment.filename,
@@ -274,13 +380,22 @@ async fn upload(
 }
 
 /// Streams a document back as an attachment (never rendered inline by the API).
-pub async fn stream_attachment(state: &AppState, attachment: &store::Attachment, inline: bool) -> Result<Response, AppError> {
+pub async fn stream_attachment(
+    state: &AppState,
+    attachment: &store::Attachment,
+    inline: bool,
+) -> Result<Response, AppError> {
     let file = state.files.open_file(&attachment.storage_key).await?;
     let stream = tokio_util_stream(file);
     let disposition = format!(
         "{}; filename=\"{}\"; filename*=UTF-8''{}",
         if inline { "inline" } else { "attachment" },
-        attachment.filename.replace(['"', '\\'], "_").chars().filter(char::is_ascii).collect::<String>(),
+        attachment
+            .filename
+            .replace(['"', '\\'], "_")
+            .chars()
+            .filter(char::is_ascii)
+            .collect::<String>(),
         urlencoding::encode(&attachment.filename)
     );
     Ok((
@@ -294,7 +409,9 @@ pub async fn stream_attachment(state: &AppState, attachment: &store::Attachment,
         .into_response())
 }
 
-fn tokio_util_stream(file: tokio::fs::File) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> {
+fn tokio_util_stream(
+    file: tokio::fs::File,
+) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> {
     futures_util::stream::unfold(file, |mut file| async move {
         use tokio::io::AsyncReadExt;
         let mut buffer = vec![0u8; 64 * 1024];
@@ -309,9 +426,19 @@ fn tokio_util_stream(file: tokio::fs::File) -> impl futures_util::Stream<Item = 
     })
 }
 
-async fn download(State(state): State<AppState>, ApiUser(user): ApiUser, Path((id, attachment_id)): Path<(String, String)>) -> Result<Response, ApiError> {
-    let referral = ReferralService::new(&state, &user).load(parse_id(&id)?).await?;
-    let attachment = state.store.attachment(referral.row.id, parse_id(&attachment_id)?).await?.ok_or(AppError::NotFound)?;
+async fn download(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Path((id, attachment_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let referral = ReferralService::new(&state, &user)
+        .load(parse_id(&id)?)
+        .await?;
+    let attachment = state
+        .store
+        .attachment(referral.row.id, parse_id(&attachment_id)?)
+        .await?
+        .ok_or(AppError::NotFound)?;
     Ok(stream_attachment(&state, &attachment, false).await?)
 }
 
@@ -321,14 +448,32 @@ pub struct SubmitResponse {
     receipt: Option<ReceiptView>,
 }
 
-async fn submit(State(state): State<AppState>, ApiUser(user): ApiUser, Path(id): Path<String>) -> Result<Json<SubmitResponse>, ApiError> {
-    let referral = ReferralService::new(&state, &user).submit(parse_id(&id)?).await?;
-    Ok(Json(SubmitResponse { receipt: ReceiptView::of(&referral), referral: ReferralView::new(&referral, user.role, Utc::now()) }))
+async fn submit(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Path(id): Path<String>,
+) -> Result<Json<SubmitResponse>, ApiError> {
+    let referral = ReferralService::new(&state, &user)
+        .submit(parse_id(&id)?)
+        .await?;
+    Ok(Json(SubmitResponse {
+        receipt: ReceiptView::of(&referral),
+        referral: ReferralView::new(&referral, user.role, Utc::now()),
+    }))
 }
 
-async fn validate(State(state): State<AppState>, ApiUser(user): ApiUser, Path(id): Path<String>) -> Result<Json<SubmitResponse>, ApiError> {
-    let referral = ReferralService::new(&state, &user).validate(parse_id(&id)?).await?;
-    Ok(Json(SubmitResponse { receipt: ReceiptView::of(&referral), referral: ReferralView::new(&referral, user.role, Utc::now()) }))
+async fn validate(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Path(id): Path<String>,
+) -> Result<Json<SubmitResponse>, ApiError> {
+    let referral = ReferralService::new(&state, &user)
+        .validate(parse_id(&id)?)
+        .await?;
+    Ok(Json(SubmitResponse {
+        receipt: ReceiptView::of(&referral),
+        referral: ReferralView::new(&referral, user.role, Utc::now()),
+    }))
 }
 
 #[derive(Deserialize)]
@@ -373,83 +518,193 @@ pub struct MeasureOutcomeBody {
     mode: Option<String>,
 }
 
-async fn return_to_draft(State(state): State<AppState>, ApiUser(user): ApiUser, Path(id): Path<String>, ApiJson(body): ApiJson<CommentBody>) -> Result<Json<ReferralView>, ApiError> {
-    let referral = ReferralService::new(&state, &user).return_to_draft(parse_id(&id)?, &body.comment).await?;
+async fn return_to_draft(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<CommentBody>,
+) -> Result<Json<ReferralView>, ApiError> {
+    let referral = ReferralService::new(&state, &user)
+        .return_to_draft(parse_id(&id)?, &body.comment)
+        .await?;
     Ok(referral_json(&referral, user.role))
 }
 
-async fn withdraw(State(state): State<AppState>, ApiUser(user): ApiUser, Path(id): Path<String>) -> Result<Json<ReferralView>, ApiError> {
-    let referral = ReferralService::new(&state, &user).withdraw(parse_id(&id)?).await?;
+async fn withdraw(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Path(id): Path<String>,
+) -> Result<Json<ReferralView>, ApiError> {
+    let referral = ReferralService::new(&state, &user)
+        .withdraw(parse_id(&id)?)
+        .await?;
     Ok(referral_json(&referral, user.role))
 }
 
-async fn acknowledge(State(state): State<AppState>, ApiUser(user): ApiUser, Path(id): Path<String>) -> Result<Json<ReferralView>, ApiError> {
-    let referral = ReferralService::new(&state, &user).acknowledge(parse_id(&id)?).await?;
+async fn acknowledge(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Path(id): Path<String>,
+) -> Result<Json<ReferralView>, ApiError> {
+    let referral = ReferralService::new(&state, &user)
+        .acknowledge(parse_id(&id)?)
+        .await?;
     Ok(referral_json(&referral, user.role))
 }
 
-async fn register(State(state): State<AppState>, ApiUser(user): ApiUser, Path(id): Path<String>, ApiJson(body): ApiJson<RegisterBody>) -> Result<Json<ReferralView>, ApiError> {
-    let referral = ReferralService::new(&state, &user).register(parse_id(&id)?, &body.parquet_number).await?;
+async fn register(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<RegisterBody>,
+) -> Result<Json<ReferralView>, ApiError> {
+    let referral = ReferralService::new(&state, &user)
+        .register(parse_id(&id)?, &body.parquet_number)
+        .await?;
     Ok(referral_json(&referral, user.role))
 }
 
-async fn assign(State(state): State<AppState>, ApiUser(user): ApiUser, Path(id): Path<String>, ApiJson(body): ApiJson<AssignBody>) -> Result<Json<ReferralView>, ApiError> {
-    let referral = ReferralService::new(&state, &user).assign(parse_id(&id)?, body.user_id).await?;
+async fn assign(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<AssignBody>,
+) -> Result<Json<ReferralView>, ApiError> {
+    let referral = ReferralService::new(&state, &user)
+        .assign(parse_id(&id)?, body.user_id)
+        .await?;
     Ok(referral_json(&referral, user.role))
 }
 
-async fn request_complement(State(state): State<AppState>, ApiUser(user): ApiUser, Path(id): Path<String>, ApiJson(body): ApiJson<MessageBody>) -> Result<Json<ReferralView>, ApiError> {
-    let referral = ReferralService::new(&state, &user).request_complement(parse_id(&id)?, &body.message).await?;
+async fn request_complement(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<MessageBody>,
+) -> Result<Json<ReferralView>, ApiError> {
+    let referral = ReferralService::new(&state, &user)
+        .request_complement(parse_id(&id)?, &body.message)
+        .await?;
     Ok(referral_json(&referral, user.role))
 }
 
-async fn answer_complement(State(state): State<AppState>, ApiUser(user): ApiUser, Path(id): Path<String>, ApiJson(body): ApiJson<MessageBody>) -> Result<Json<ReferralView>, ApiError> {
-    let referral = ReferralService::new(&state, &user).answer_complement(parse_id(&id)?, &body.message).await?;
+async fn answer_complement(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<MessageBody>,
+) -> Result<Json<ReferralView>, ApiError> {
+    let referral = ReferralService::new(&state, &user)
+        .answer_complement(parse_id(&id)?, &body.message)
+        .await?;
     Ok(referral_json(&referral, user.role))
 }
 
-async fn open_investigation(State(state): State<AppState>, ApiUser(user): ApiUser, Path(id): Path<String>) -> Result<Json<ReferralView>, ApiError> {
-    let referral = ReferralService::new(&state, &user).open_investigation(parse_id(&id)?).await?;
+async fn open_investigation(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Path(id): Path<String>,
+) -> Result<Json<ReferralView>, ApiError> {
+    let referral = ReferralService::new(&state, &user)
+        .open_investigation(parse_id(&id)?)
+        .await?;
     Ok(referral_json(&referral, user.role))
 }
 
-async fn transfer(State(state): State<AppState>, ApiUser(user): ApiUser, Path(id): Path<String>, ApiJson(body): ApiJson<TransferBody>) -> Result<Json<ReferralView>, ApiError> {
-    let referral = ReferralService::new(&state, &user).transfer(parse_id(&id)?, body.parquet_id, &body.reason).await?;
+async fn transfer(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<TransferBody>,
+) -> Result<Json<ReferralView>, ApiError> {
+    let referral = ReferralService::new(&state, &user)
+        .transfer(parse_id(&id)?, body.parquet_id, &body.reason)
+        .await?;
     Ok(referral_json(&referral, user.role))
 }
 
-async fn decide(State(state): State<AppState>, ApiUser(user): ApiUser, Path(id): Path<String>, ApiJson(body): ApiJson<DecisionInput>) -> Result<Json<ReferralView>, ApiError> {
-    let referral = ReferralService::new(&state, &user).decide(parse_id(&id)?, body).await?;
+async fn decide(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<DecisionInput>,
+) -> Result<Json<ReferralView>, ApiError> {
+    let referral = ReferralService::new(&state, &user)
+        .decide(parse_id(&id)?, body)
+        .await?;
     Ok(referral_json(&referral, user.role))
 }
 
-async fn measure_outcome(State(state): State<AppState>, ApiUser(user): ApiUser, Path(id): Path<String>, ApiJson(body): ApiJson<MeasureOutcomeBody>) -> Result<Json<ReferralView>, ApiError> {
-    let referral = ReferralService::new(&state, &user).measure_outcome(parse_id(&id)?, body.success, body.mode).await?;
+async fn measure_outcome(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<MeasureOutcomeBody>,
+) -> Result<Json<ReferralView>, ApiError> {
+    let referral = ReferralService::new(&state, &user)
+        .measure_outcome(parse_id(&id)?, body.success, body.mode)
+        .await?;
     Ok(referral_json(&referral, user.role))
 }
 
-async fn judgement(State(state): State<AppState>, ApiUser(user): ApiUser, Path(id): Path<String>, ApiJson(body): ApiJson<JudgementInput>) -> Result<Json<ReferralView>, ApiError> {
-    let referral = ReferralService::new(&state, &user).judgement(parse_id(&id)?, body).await?;
+async fn judgement(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<JudgementInput>,
+) -> Result<Json<ReferralView>, ApiError> {
+    let referral = ReferralService::new(&state, &user)
+        .judgement(parse_id(&id)?, body)
+        .await?;
     Ok(referral_json(&referral, user.role))
 }
 
-async fn close(State(state): State<AppState>, ApiUser(user): ApiUser, Path(id): Path<String>) -> Result<Json<ReferralView>, ApiError> {
-    let referral = ReferralService::new(&state, &user).close(parse_id(&id)?).await?;
+async fn close(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Path(id): Path<String>,
+) -> Result<Json<ReferralView>, ApiError> {
+    let referral = ReferralService::new(&state, &user)
+        .close(parse_id(&id)?)
+        .await?;
     Ok(referral_json(&referral, user.role))
 }
 
-async fn add_note(State(state): State<AppState>, ApiUser(user): ApiUser, Path(id): Path<String>, ApiJson(body): ApiJson<BodyText>) -> Result<Response, ApiError> {
-    let note = ReferralService::new(&state, &user).add_note(parse_id(&id)?, &body.body).await?;
+async fn add_note(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<BodyText>,
+) -> Result<Response, ApiError> {
+    let note = ReferralService::new(&state, &user)
+        .add_note(parse_id(&id)?, &body.body)
+        .await?;
     Ok((StatusCode::CREATED, Json(note)).into_response())
 }
 
-async fn messages(State(state): State<AppState>, ApiUser(user): ApiUser, Path(id): Path<String>) -> Result<Json<ListView<store::Message>>, ApiError> {
-    let items = ReferralService::new(&state, &user).messages(parse_id(&id)?).await?;
-    Ok(Json(ListView { items, next_cursor: None }))
+async fn messages(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Path(id): Path<String>,
+) -> Result<Json<ListView<store::Message>>, ApiError> {
+    let items = ReferralService::new(&state, &user)
+        .messages(parse_id(&id)?)
+        .await?;
+    Ok(Json(ListView {
+        items,
+        next_cursor: None,
+    }))
 }
 
-async fn post_message(State(state): State<AppState>, ApiUser(user): ApiUser, Path(id): Path<String>, ApiJson(body): ApiJson<BodyText>) -> Result<Response, ApiError> {
-    let message = ReferralService::new(&state, &user).post_message(parse_id(&id)?, &body.body).await?;
+async fn post_message(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<BodyText>,
+) -> Result<Response, ApiError> {
+    let message = ReferralService::new(&state, &user)
+        .post_message(parse_id(&id)?, &body.body)
+        .await?;
     Ok((StatusCode::CREATED, Json(message)).into_response())
 }
 
@@ -469,15 +724,25 @@ pub struct EventView {
     summary: String,
 }
 
-async fn events(State(state): State<AppState>, ApiUser(user): ApiUser, Path(id): Path<String>) -> Result<Json<Vec<EventView>>, ApiError> {
-    let events = ReferralService::new(&state, &user).events(parse_id(&id)?).await?;
+async fn events(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<EventView>>, ApiError> {
+    let events = ReferralService::new(&state, &user)
+        .events(parse_id(&id)?)
+        .await?;
     Ok(Json(
         events
             .into_iter()
             .map(|e| EventView {
                 at: e.at,
                 event_type: e.event_type,
-                actor: Actor { name: e.actor_name, role: e.actor_role, organisation: e.actor_organisation },
+                actor: Actor {
+                    name: e.actor_name,
+                    role: e.actor_role,
+                    organisation: e.actor_organisation,
+                },
                 summary: e.summary,
             })
             .collect(),
@@ -488,23 +753,46 @@ pub fn pdf_response(bytes: Vec<u8>, filename: &str) -> Response {
     (
         [
             (header::CONTENT_TYPE, "application/pdf".to_string()),
-            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{filename}\"")),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{filename}\""),
+            ),
         ],
         bytes,
     )
         .into_response()
 }
 
-async fn receipt_pdf(State(state): State<AppState>, ApiUser(user): ApiUser, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let referral = ReferralService::new(&state, &user).load(parse_id(&id)?).await?;
+async fn receipt_pdf(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let referral = ReferralService::new(&state, &user)
+        .load(parse_id(&id)?)
+        .await?;
     let (bytes, filename) = crate::pages::documents::receipt(&state, &referral).await?;
     Ok(pdf_response(bytes, &filename))
 }
 
-async fn decision_notice_pdf(State(state): State<AppState>, ApiUser(user): ApiUser, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let referral = ReferralService::new(&state, &user).load(parse_id(&id)?).await?;
+async fn decision_notice_pdf(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let referral = ReferralService::new(&state, &user)
+        .load(parse_id(&id)?)
+        .await?;
     let (bytes, filename) = crate::pages::documents::decision_notice(&state, &referral).await?;
     Ok(pdf_response(bytes, &filename))
+}
+
+/// A certified document as the public sees it: its size and hash, never its name (filenames
+/// often carry personal data).
+#[derive(Serialize)]
+pub struct CertifiedDocument {
+    size: i64,
+    sha256: String,
 }
 
 #[derive(Serialize)]
@@ -513,22 +801,36 @@ pub struct ReceiptCheck {
     reference: String,
     submitted_at: DateTime<Utc>,
     parquet: String,
-    attachments: Vec<views::ReceiptAttachmentView>,
+    attachments: Vec<CertifiedDocument>,
 }
 
 /// Public: whether a receipt is genuine and what it certifies, without personal data.
-async fn verify_receipt(State(state): State<AppState>, Path(code): Path<String>) -> Result<Json<ReceiptCheck>, ApiError> {
+async fn verify_receipt(
+    State(state): State<AppState>,
+    Path(code): Path<String>,
+) -> Result<Json<ReceiptCheck>, ApiError> {
     let code = code.trim().to_ascii_uppercase();
     if code.len() > 32 {
         return Err(AppError::NotFound.into());
     }
-    let referral = state.store.referral_by_verification_code(&code).await?.ok_or(AppError::NotFound)?;
+    let referral = state
+        .store
+        .referral_by_verification_code(&code)
+        .await?
+        .ok_or(AppError::NotFound)?;
     let receipt = ReceiptView::of(&referral).ok_or(AppError::NotFound)?;
     Ok(Json(ReceiptCheck {
         genuine: true,
         reference: receipt.reference,
         submitted_at: receipt.submitted_at,
         parquet: receipt.parquet.name,
-        attachments: receipt.attachments,
+        attachments: receipt
+            .attachments
+            .into_iter()
+            .map(|a| CertifiedDocument {
+                size: a.size,
+                sha256: a.sha256,
+            })
+            .collect(),
     }))
 }

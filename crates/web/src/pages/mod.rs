@@ -52,7 +52,10 @@ pub struct Layout {
 
 impl Layout {
     pub fn anonymous() -> Layout {
-        Layout { session: None, section: "" }
+        Layout {
+            session: None,
+            section: "",
+        }
     }
 
     pub fn of(user: &SessionUser, section: &'static str) -> Layout {
@@ -70,13 +73,18 @@ impl Layout {
     pub fn maybe(user: &Option<SessionUser>, section: &'static str) -> Layout {
         match user {
             Some(user) => Layout::of(user, section),
-            None => Layout { session: None, section },
+            None => Layout {
+                session: None,
+                section,
+            },
         }
     }
 }
 
 pub fn paris_datetime(at: DateTime<Utc>) -> String {
-    at.with_timezone(&Paris).format("%d/%m/%Y %H:%M").to_string()
+    at.with_timezone(&Paris)
+        .format("%d/%m/%Y %H:%M")
+        .to_string()
 }
 
 #[derive(Template)]
@@ -107,7 +115,11 @@ async fn login_page(MaybeSessionUser(user): MaybeSessionUser) -> Response {
     if user.is_some() {
         return Redirect::to("/saisines").into_response();
     }
-    render(&LoginPage { layout: Layout::anonymous(), error: None, email: String::new() })
+    render(&LoginPage {
+        layout: Layout::anonymous(),
+        error: None,
+        email: String::new(),
+    })
 }
 
 #[derive(Deserialize)]
@@ -118,9 +130,16 @@ struct LoginForm {
     password: String,
 }
 
-async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Result<Response, PageError> {
+async fn login(
+    State(state): State<AppState>,
+    Form(form): Form<LoginForm>,
+) -> Result<Response, PageError> {
     let email = form.email.trim().to_lowercase();
-    let user = state.store.user_by_email(&email).await?.filter(|u| u.active);
+    let user = state
+        .store
+        .user_by_email(&email)
+        .await?
+        .filter(|u| u.active);
     let verified = match user.as_ref().and_then(|u| u.password_hash.clone()) {
         Some(hash) => tokio::task::spawn_blocking({
             let password = form.password.clone();
@@ -140,9 +159,28 @@ async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Re
     };
     // A fresh session id at every login: a fixed id planted before login is useless.
     let session = auth::random_secret();
-    state.store.create_session(&auth::sha256_hex(&session), user.id, &auth::random_secret(), Utc::now()).await?;
-    let cookie = auth::session_cookie_header(&session, state.config.secure_cookies, auth::SESSION_ABSOLUTE_HOURS * 3600);
-    Ok((StatusCode::SEE_OTHER, [(header::SET_COOKIE, cookie), (header::LOCATION, "/saisines".to_string())]).into_response())
+    state
+        .store
+        .create_session(
+            &auth::sha256_hex(&session),
+            user.id,
+            &auth::random_secret(),
+            Utc::now(),
+        )
+        .await?;
+    let cookie = auth::session_cookie_header(
+        &session,
+        state.config.secure_cookies,
+        auth::SESSION_ABSOLUTE_HOURS * 3600,
+    );
+    Ok((
+        StatusCode::SEE_OTHER,
+        [
+            (header::SET_COOKIE, cookie),
+            (header::LOCATION, "/saisines".to_string()),
+        ],
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]
@@ -151,7 +189,12 @@ pub struct CsrfForm {
     pub csrf_token: String,
 }
 
-async fn logout(State(state): State<AppState>, user: SessionUser, headers: axum::http::HeaderMap, Form(form): Form<CsrfForm>) -> Result<Response, PageError> {
+async fn logout(
+    State(state): State<AppState>,
+    user: SessionUser,
+    headers: axum::http::HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, PageError> {
     user.check_csrf(&form.csrf_token)?;
     let cookie = headers
         .get_all(header::COOKIE)
@@ -162,10 +205,20 @@ async fn logout(State(state): State<AppState>, user: SessionUser, headers: axum:
         .find(|c| c.name() == auth::SESSION_COOKIE)
         .map(|c| c.value().to_string());
     if let Some(session) = cookie {
-        state.store.delete_session(&auth::sha256_hex(&session)).await?;
+        state
+            .store
+            .delete_session(&auth::sha256_hex(&session))
+            .await?;
     }
     let expired = auth::session_cookie_header("", state.config.secure_cookies, 0);
-    Ok((StatusCode::SEE_OTHER, [(header::SET_COOKIE, expired), (header::LOCATION, "/connexion".to_string())]).into_response())
+    Ok((
+        StatusCode::SEE_OTHER,
+        [
+            (header::SET_COOKIE, expired),
+            (header::LOCATION, "/connexion".to_string()),
+        ],
+    )
+        .into_response())
 }
 
 pub struct VerifiedAttachment {
@@ -195,19 +248,49 @@ struct VerifyQuery {
 }
 
 /// Public: confirms a receipt without any personal data (no names, no filenames).
-async fn verify(State(state): State<AppState>, MaybeSessionUser(user): MaybeSessionUser, Query(query): Query<VerifyQuery>) -> Result<Response, PageError> {
+async fn verify(
+    State(state): State<AppState>,
+    MaybeSessionUser(user): MaybeSessionUser,
+    Query(query): Query<VerifyQuery>,
+) -> Result<Response, PageError> {
     let code = query.code.unwrap_or_default().trim().to_ascii_uppercase();
     let searched = !code.is_empty();
     let receipt = if searched && code.len() <= 32 {
-        state.store.referral_by_verification_code(&code).await?.as_ref().and_then(crate::views::ReceiptView::of).map(|r| VerifiedReceipt {
-            reference: r.reference,
-            submitted_at: paris_datetime(r.submitted_at),
-            parquet: r.parquet.name,
-            attachments: r.attachments.into_iter().map(|a| VerifiedAttachment { size: a.size, sha256: a.sha256 }).collect(),
-        })
+        state
+            .store
+            .referral_by_verification_code(&code)
+            .await?
+            .as_ref()
+            .and_then(crate::views::ReceiptView::of)
+            .map(|r| VerifiedReceipt {
+                reference: r.reference,
+                submitted_at: paris_datetime(r.submitted_at),
+                parquet: r.parquet.name,
+                attachments: r
+                    .attachments
+                    .into_iter()
+                    .map(|a| VerifiedAttachment {
+                        size: a.size,
+                        sha256: a.sha256,
+                    })
+                    .collect(),
+            })
     } else {
         None
     };
-    let status = if searched && receipt.is_none() { StatusCode::NOT_FOUND } else { StatusCode::OK };
-    Ok((status, render(&VerifyPage { layout: Layout::maybe(&user, "verify"), code, searched, receipt })).into_response())
+    let status = if searched && receipt.is_none() {
+        StatusCode::NOT_FOUND
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        render(&VerifyPage {
+            layout: Layout::maybe(&user, "verify"),
+            code,
+            searched,
+            receipt,
+        }),
+    )
+        .into_response())
 }

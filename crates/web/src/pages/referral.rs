@@ -65,7 +65,11 @@ struct ListQuery {
 
 const PAGE_SIZE: i64 = 50;
 
-async fn list(State(state): State<AppState>, user: SessionUser, Query(query): Query<ListQuery>) -> Result<Response, PageError> {
+async fn list(
+    State(state): State<AppState>,
+    user: SessionUser,
+    Query(query): Query<ListQuery>,
+) -> Result<Response, PageError> {
     let mut filter = scope_filter(&user.current)?;
     let status = query.status.clone().filter(|s| Status::parse(s).is_some());
     filter.status = status.clone();
@@ -76,7 +80,11 @@ async fn list(State(state): State<AppState>, user: SessionUser, Query(query): Qu
     let mut summaries = state.store.list_referrals(&filter).await?;
     let skip = (PAGE_SIZE * i64::from(page.min(20) - 1)) as usize;
     let has_more = summaries.len() as i64 > PAGE_SIZE * i64::from(page.min(20));
-    summaries = summaries.into_iter().skip(skip).take(PAGE_SIZE as usize).collect();
+    summaries = summaries
+        .into_iter()
+        .skip(skip)
+        .take(PAGE_SIZE as usize)
+        .collect();
     let is_sender = user.current.role.is_sender();
     let rows = summaries
         .into_iter()
@@ -85,13 +93,26 @@ async fn list(State(state): State<AppState>, user: SessionUser, Query(query): Qu
             Row {
                 id: s.id,
                 reference: s.reference.unwrap_or_else(|| "Brouillon".into()),
-                title: if s.title.is_empty() { "(sans intitulé)".into() } else { s.title },
+                title: if s.title.is_empty() {
+                    "(sans intitulé)".into()
+                } else {
+                    s.title
+                },
                 status_label: status.label_fr(),
                 status_class: status.badge_class(),
-                urgency_label: Urgency::parse(&s.urgency).map(Urgency::label_fr).unwrap_or(""),
+                urgency_label: Urgency::parse(&s.urgency)
+                    .map(Urgency::label_fr)
+                    .unwrap_or(""),
                 urgency: s.urgency,
-                counterpart: if is_sender { s.parquet_name.unwrap_or_default() } else { s.administration_name },
-                submitted_at: s.submitted_at.map(paris_datetime).unwrap_or_else(|| "—".into()),
+                counterpart: if is_sender {
+                    s.parquet_name.unwrap_or_default()
+                } else {
+                    s.administration_name
+                },
+                submitted_at: s
+                    .submitted_at
+                    .map(paris_datetime)
+                    .unwrap_or_else(|| "—".into()),
             }
         })
         .collect();
@@ -105,11 +126,18 @@ async fn list(State(state): State<AppState>, user: SessionUser, Query(query): Qu
     });
     Ok(render(&ListPage {
         layout: Layout::of(&user, "list"),
-        heading: if is_sender { "Mes saisines" } else { "Corbeille du parquet" },
+        heading: if is_sender {
+            "Mes saisines"
+        } else {
+            "Corbeille du parquet"
+        },
         is_sender,
         query: query.q.unwrap_or_default(),
         status: status.unwrap_or_default(),
-        statuses: Status::ALL.iter().map(|s| (s.as_str(), s.label_fr())).collect(),
+        statuses: Status::ALL
+            .iter()
+            .map(|s| (s.as_str(), s.label_fr()))
+            .collect(),
         rows,
         next_page,
     }))
@@ -165,19 +193,35 @@ fn human_size(size: i64) -> String {
     }
 }
 
-async fn display(state: &AppState, referral: &store::Referral) -> Result<ReferralDisplay, AppError> {
+async fn display(
+    state: &AppState,
+    referral: &store::Referral,
+) -> Result<ReferralDisplay, AppError> {
     let row = &referral.row;
     let status = Status::parse(&row.status).unwrap_or(Status::Draft);
-    let offences = state.store.offences_by_codes(&referral.offence_codes).await?;
+    let offences = state
+        .store
+        .offences_by_codes(&referral.offence_codes)
+        .await?;
     let place = match &row.commune_insee {
         Some(insee) => {
             let name = state.store.commune_name(insee).await?.unwrap_or_default();
-            format!("{name} ({insee}){}", row.address.as_deref().map(|a| format!(" — {a}")).unwrap_or_default())
+            format!(
+                "{name} ({insee}){}",
+                row.address
+                    .as_deref()
+                    .map(|a| format!(" — {a}"))
+                    .unwrap_or_default()
+            )
         }
         None => "Non renseigné".into(),
     };
     let period = match (row.facts_started_on, row.facts_ended_on) {
-        (Some(start), Some(end)) if start != end => format!("du {} au {}", start.format("%d/%m/%Y"), end.format("%d/%m/%Y")),
+        (Some(start), Some(end)) if start != end => format!(
+            "du {} au {}",
+            start.format("%d/%m/%Y"),
+            end.format("%d/%m/%Y")
+        ),
         (Some(day), _) | (None, Some(day)) => format!("le {}", day.format("%d/%m/%Y")),
         (None, None) => "Non renseignée".into(),
     };
@@ -190,7 +234,11 @@ async fn display(state: &AppState, referral: &store::Referral) -> Result<Referra
     let decision = match &row.decision {
         Some(decision) => {
             let events = state.store.events(row.id).await?;
-            events.iter().rev().find(|e| e.event_type == "decided").map(|e| e.summary.clone())
+            events
+                .iter()
+                .rev()
+                .find(|e| e.event_type == "decided")
+                .map(|e| e.summary.clone())
                 .or_else(|| Some(decision.0.kind.clone()))
         }
         None => None,
@@ -198,27 +246,46 @@ async fn display(state: &AppState, referral: &store::Referral) -> Result<Referra
     Ok(ReferralDisplay {
         id: row.id,
         reference_label: row.reference.clone().unwrap_or_else(|| "Brouillon".into()),
-        title: if row.title.is_empty() { "(sans intitulé)".into() } else { row.title.clone() },
+        title: if row.title.is_empty() {
+            "(sans intitulé)".into()
+        } else {
+            row.title.clone()
+        },
         status_label: status.label_fr(),
         status_class: status.badge_class(),
-        urgency_label: Urgency::parse(&row.urgency).map(Urgency::label_fr).unwrap_or(""),
+        urgency_label: Urgency::parse(&row.urgency)
+            .map(Urgency::label_fr)
+            .unwrap_or(""),
         kind_label: Kind::parse(&row.kind).map(Kind::label_fr).unwrap_or(""),
         administration: referral.administration.name.clone(),
-        parquet: referral.parquet.as_ref().map(|p| format!("{}{competence}", p.name)).unwrap_or_else(|| "À déterminer".into()),
+        parquet: referral
+            .parquet
+            .as_ref()
+            .map(|p| format!("{}{competence}", p.name))
+            .unwrap_or_else(|| "À déterminer".into()),
         parquet_number: row.parquet_number.clone(),
         place,
         period,
-        limitation: row.limitation_date.map(|d| d.format("%d/%m/%Y").to_string()),
+        limitation: row
+            .limitation_date
+            .map(|d| d.format("%d/%m/%Y").to_string()),
         deadline: crate::views::deadline_of(referral, Utc::now()).map(|d| {
             let what = match d.kind {
                 domain::calendar::DeadlineKind::Acknowledge => "accusé de réception",
                 domain::calendar::DeadlineKind::Register => "enregistrement",
                 domain::calendar::DeadlineKind::Decide => "décision",
             };
-            format!("{what} avant le {}{}", paris_datetime(d.due_at), if d.overdue { " — en retard" } else { "" })
+            format!(
+                "{what} avant le {}{}",
+                paris_datetime(d.due_at),
+                if d.overdue { " — en retard" } else { "" }
+            )
         }),
         facts: row.facts.clone(),
-        offences: offences.iter().map(|o| format!("{} — {} ({})", o.code, o.label, o.nature)).collect(),
+        offences: offences
+            .iter()
+            .map(|o| format!("{} — {} ({})", o.code, o.label, o.nature))
+            .collect(),
         parties: referral
             .parties
             .iter()
@@ -229,9 +296,20 @@ async fn display(state: &AppState, referral: &store::Referral) -> Result<Referra
                     _ => "témoin",
                 };
                 let name = if p.kind == "person" {
-                    format!("{} {}", p.first_names.clone().unwrap_or_default(), p.last_name.clone().unwrap_or_default())
+                    format!(
+                        "{} {}",
+                        p.first_names.clone().unwrap_or_default(),
+                        p.last_name.clone().unwrap_or_default()
+                    )
                 } else {
-                    format!("{}{}", p.name.clone().unwrap_or_default(), p.siret.as_deref().map(|s| format!(" (SIRET {s})")).unwrap_or_default())
+                    format!(
+                        "{}{}",
+                        p.name.clone().unwrap_or_default(),
+                        p.siret
+                            .as_deref()
+                            .map(|s| format!(" (SIRET {s})"))
+                            .unwrap_or_default()
+                    )
                 };
                 format!("{} — {role}", name.trim())
             })
@@ -239,7 +317,12 @@ async fn display(state: &AppState, referral: &store::Referral) -> Result<Referra
         attachments: referral
             .attachments
             .iter()
-            .map(|a| AttachmentRow { id: a.id, filename: a.filename.clone(), size: human_size(a.size), sha256: a.sha256.clone() })
+            .map(|a| AttachmentRow {
+                id: a.id,
+                filename: a.filename.clone(),
+                size: human_size(a.size),
+                sha256: a.sha256.clone(),
+            })
             .collect(),
         has_receipt: row.verification_code.is_some(),
         has_decision: row.decision.is_some(),
@@ -247,7 +330,11 @@ async fn display(state: &AppState, referral: &store::Referral) -> Result<Referra
     })
 }
 
-async fn show(State(state): State<AppState>, user: SessionUser, Path(id): Path<String>) -> Result<Response, PageError> {
+async fn show(
+    State(state): State<AppState>,
+    user: SessionUser,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
     let service = ReferralService::new(&state, &user.current);
     let id = parse_id(&id)?;
     let referral = service.load(id).await?;
@@ -258,7 +345,13 @@ async fn show(State(state): State<AppState>, user: SessionUser, Path(id): Path<S
         .await?
         .into_iter()
         .filter(|e| Audience::parse(&e.audience).is_some_and(|a| a.visible_to(role)))
-        .map(|e| (paris_datetime(e.at), e.summary, format!("{} — {}", e.actor_name, e.actor_organisation)))
+        .map(|e| {
+            (
+                paris_datetime(e.at),
+                e.summary,
+                format!("{} — {}", e.actor_name, e.actor_organisation),
+            )
+        })
         .collect();
     let messages = state
         .store
@@ -266,28 +359,69 @@ async fn show(State(state): State<AppState>, user: SessionUser, Path(id): Path<S
         .await?
         .into_iter()
         .map(|m| {
-            let label = if m.internal { "Note interne" } else { "Message" };
-            (format!("{label} — {} ({}), {}", m.author_name, m.author_organisation, paris_datetime(m.at)), m.body)
+            let label = if m.internal {
+                "Note interne"
+            } else {
+                "Message"
+            };
+            (
+                format!(
+                    "{label} — {} ({}), {}",
+                    m.author_name,
+                    m.author_organisation,
+                    paris_datetime(m.at)
+                ),
+                m.body,
+            )
         })
         .collect();
-    let page = ReferralPage { layout: Layout::of(&user, "list"), r: display(&state, &referral).await?, events, messages, flash: None, error: None };
+    let page = ReferralPage {
+        layout: Layout::of(&user, "list"),
+        r: display(&state, &referral).await?,
+        events,
+        messages,
+        flash: None,
+        error: None,
+    };
     Ok(render(&page))
 }
 
-async fn receipt_pdf(State(state): State<AppState>, user: SessionUser, Path(id): Path<String>) -> Result<Response, PageError> {
-    let referral = ReferralService::new(&state, &user.current).load(parse_id(&id)?).await?;
+async fn receipt_pdf(
+    State(state): State<AppState>,
+    user: SessionUser,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let referral = ReferralService::new(&state, &user.current)
+        .load(parse_id(&id)?)
+        .await?;
     let (bytes, filename) = super::documents::receipt(&state, &referral).await?;
     Ok(crate::api::pdf_response(bytes, &filename))
 }
 
-async fn notice_pdf(State(state): State<AppState>, user: SessionUser, Path(id): Path<String>) -> Result<Response, PageError> {
-    let referral = ReferralService::new(&state, &user.current).load(parse_id(&id)?).await?;
+async fn notice_pdf(
+    State(state): State<AppState>,
+    user: SessionUser,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let referral = ReferralService::new(&state, &user.current)
+        .load(parse_id(&id)?)
+        .await?;
     let (bytes, filename) = super::documents::decision_notice(&state, &referral).await?;
     Ok(crate::api::pdf_response(bytes, &filename))
 }
 
-async fn download(State(state): State<AppState>, user: SessionUser, Path((id, attachment_id)): Path<(String, String)>) -> Result<Response, PageError> {
-    let referral = ReferralService::new(&state, &user.current).load(parse_id(&id)?).await?;
-    let attachment = state.store.attachment(referral.row.id, parse_id(&attachment_id)?).await?.ok_or(AppError::NotFound)?;
+async fn download(
+    State(state): State<AppState>,
+    user: SessionUser,
+    Path((id, attachment_id)): Path<(String, String)>,
+) -> Result<Response, PageError> {
+    let referral = ReferralService::new(&state, &user.current)
+        .load(parse_id(&id)?)
+        .await?;
+    let attachment = state
+        .store
+        .attachment(referral.row.id, parse_id(&attachment_id)?)
+        .await?
+        .ok_or(AppError::NotFound)?;
     Ok(crate::api::stream_attachment(&state, &attachment, false).await?)
 }

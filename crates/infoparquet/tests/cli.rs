@@ -1,0 +1,204 @@
+//! The `infoparquet` binary as a newcomer and an operator use it.
+
+// Tests may panic on failed set-up: that is how they fail.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn infoparquet(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_infoparquet"));
+    command.current_dir(dir).args(args).env("RUST_LOG", "warn");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("run infoparquet")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).to_string()
+}
+
+fn assert_success(output: &Output) {
+    assert!(
+        output.status.success(),
+        "stdout: {}\nstderr: {}",
+        stdout(output),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn help_explains_the_first_steps() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = infoparquet(dir.path(), &["--help"], &[]);
+    assert_success(&output);
+    let help = stdout(&output);
+    for word in [
+        "demo",
+        "serve",
+        "migrate",
+        "import",
+        "users",
+        "token",
+        "INFOPARQUET__DATABASE_URL",
+    ] {
+        assert!(help.contains(word), "--help mentions {word}: {help}");
+    }
+}
+
+#[test]
+fn demo_twice_then_tokens_users_and_imports_on_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = infoparquet(dir.path(), &["demo", "--no-serve"], &[]);
+    assert_success(&first);
+    let text = stdout(&first);
+    assert!(
+        text.contains("60 referrals")
+            && text.contains("agent.ddpp41@demo.infoparquet.fr")
+            && text.contains("greffe.blois@"),
+        "{text}"
+    );
+    assert!(
+        dir.path().join("infoparquet.db").exists(),
+        "default database ./infoparquet.db"
+    );
+    assert!(
+        dir.path().join("data").is_dir(),
+        "default attachments directory ./data"
+    );
+    let second = infoparquet(dir.path(), &["demo", "--no-serve"], &[]);
+    assert_success(&second);
+    assert!(stdout(&second).contains("already present"));
+
+    let token = infoparquet(
+        dir.path(),
+        &[
+            "token",
+            "create",
+            "--email",
+            "agent.ddpp41@demo.infoparquet.fr",
+        ],
+        &[],
+    );
+    assert_success(&token);
+    let last = stdout(&token)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        last.starts_with("ipk_") && last.len() > 40 && !last.contains(' '),
+        "token alone on the last line: {last:?}"
+    );
+    let unknown = infoparquet(
+        dir.path(),
+        &["token", "create", "--email", "nobody@example.fr"],
+        &[],
+    );
+    assert!(!unknown.status.success());
+
+    let created = infoparquet(
+        dir.path(),
+        &[
+            "users",
+            "create",
+            "--email",
+            "nouvelle@ddfip.gouv.fr",
+            "--name",
+            "Nouvelle Agente",
+            "--role",
+            "agent",
+            "--siret",
+            "13002526500013",
+            "--organisation-name",
+            "DINUM",
+        ],
+        &[],
+    );
+    assert_success(&created);
+    assert!(stdout(&created).contains("Generated password"));
+    let bad_siret = infoparquet(
+        dir.path(),
+        &[
+            "users", "create", "--email", "x@y.fr", "--name", "X", "--role", "agent", "--siret",
+            "123",
+        ],
+        &[],
+    );
+    assert!(!bad_siret.status.success());
+
+    // The official NATINF file in cp850, with one new code and one changed label.
+    let natinf = "Numéro NATINF;Nature de l'infraction;Qualification de l'infraction;Définie par;Réprimée par\n99990;Délit;INFRACTION DE DÉMONSTRATION;ART. 1;ART. 2\n7151;Délit;VOL;ART.311-1 C.PENAL.;ART.311-3 C.PENAL.\n";
+    let cp850: Vec<u8> = natinf
+        .chars()
+        .map(|c| match c {
+            'é' => 0x82,
+            'É' => 0x90,
+            c => c as u8,
+        })
+        .collect();
+    std::fs::write(dir.path().join("natinf.csv"), cp850).expect("write");
+    let imported = infoparquet(dir.path(), &["import", "natinf", "natinf.csv"], &[]);
+    assert_success(&imported);
+    assert!(stdout(&imported).contains("2 NATINF offences imported"));
+
+    std::fs::write(dir.path().join("competences.csv"), "Commune;N° TJ;Tribunal judiciaire compétent\n33063;54;Tribunal judiciaire de Carcassonne\n").expect("write");
+    let refused = infoparquet(
+        dir.path(),
+        &["import", "competences", "competences.csv"],
+        &[],
+    );
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("nothing was changed"));
+
+    let migrate = infoparquet(dir.path(), &["migrate"], &[]);
+    assert_success(&migrate);
+    assert!(
+        stdout(&migrate).contains("168 parquets"),
+        "{}",
+        stdout(&migrate)
+    );
+}
+
+#[test]
+fn demo_and_migrate_on_postgresql() {
+    let Some(admin) = store::testing::postgres_admin_url() else {
+        eprintln!("NOTICE: INFOPARQUET_TEST_POSTGRES_URL is not set: PostgreSQL CLI test skipped");
+        return;
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let (store, url) = runtime
+        .block_on(store::testing::fresh_postgres(&admin))
+        .expect("database");
+    runtime.block_on(store.close());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = [("INFOPARQUET__DATABASE_URL", url.as_str())];
+    let demo = infoparquet(dir.path(), &["demo", "--no-serve"], &env);
+    assert_success(&demo);
+    assert!(stdout(&demo).contains("60 referrals"));
+    assert!(
+        !dir.path().join("infoparquet.db").exists(),
+        "the environment chose PostgreSQL"
+    );
+    let again = infoparquet(dir.path(), &["demo", "--no-serve"], &env);
+    assert_success(&again);
+    let token = infoparquet(
+        dir.path(),
+        &[
+            "token",
+            "create",
+            "--email",
+            "greffe.blois@demo.infoparquet.fr",
+            "--scope",
+            "read",
+        ],
+        &env,
+    );
+    assert_success(&token);
+    assert!(stdout(&token)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .starts_with("ipk_"));
+}

@@ -1,0 +1,892 @@
+//! One conformance suite, run against SQLite always and against PostgreSQL when
+//! `INFOPARQUET_TEST_POSTGRES_URL` names a server (CI always provides one).
+
+// Tests may panic on failed set-up: that is how they fail.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use chrono::{DateTime, Duration, DurationRound, NaiveDate, Utc};
+use store::testing::{fresh_postgres, fresh_sqlite, postgres_admin_url};
+use store::*;
+use uuid::Uuid;
+
+/// Both backends keep instants to the microsecond (PostgreSQL's precision); the platform's
+/// clock does the same.
+fn now() -> DateTime<Utc> {
+    Utc::now()
+        .duration_trunc(Duration::microseconds(1))
+        .unwrap_or_else(|_| Utc::now())
+}
+
+/// Fixtures: an administration, a parquet and users, without the full reference data.
+struct World {
+    store: Store,
+    administration: Organisation,
+    parquet: Organisation,
+    other_parquet: Organisation,
+    agent: User,
+}
+
+fn organisation(kind: &str, name: &str, siret: Option<&str>, court: Option<&str>) -> Organisation {
+    Organisation {
+        id: Uuid::now_v7(),
+        kind: kind.into(),
+        name: name.into(),
+        siret: siret.map(Into::into),
+        court_code: court.map(Into::into),
+        departement: Some("41".into()),
+        requires_validation: false,
+        created_at: Utc::now(),
+    }
+}
+
+fn user(organisation: &Organisation, email: &str, role: &str) -> User {
+    User {
+        id: Uuid::now_v7(),
+        organisation_id: organisation.id,
+        email: email.into(),
+        display_name: email.split('@').next().unwrap_or("x").into(),
+        role: role.into(),
+        password_hash: None,
+        active: true,
+        created_at: Utc::now(),
+    }
+}
+
+async fn world(store: Store) -> World {
+    let administration = store
+        .upsert_organisation(&organisation(
+            "administration",
+            "DDPP 41",
+            Some("13002526500013"),
+            None,
+        ))
+        .await
+        .expect("admin");
+    let parquet = store
+        .upsert_organisation(&organisation(
+            "parquet",
+            "Parquet de Blois",
+            None,
+            Some("T-109"),
+        ))
+        .await
+        .expect("parquet");
+    let other_parquet = store
+        .upsert_organisation(&organisation(
+            "parquet",
+            "Parquet de Tours",
+            None,
+            Some("T-200"),
+        ))
+        .await
+        .expect("parquet");
+    let agent = user(&administration, "agent@example.fr", "agent");
+    store.create_user(&agent).await.expect("agent");
+    World {
+        store,
+        administration,
+        parquet,
+        other_parquet,
+        agent,
+    }
+}
+
+fn actor(user: &User) -> ActorInfo {
+    ActorInfo {
+        user_id: Some(user.id),
+        name: user.display_name.clone(),
+        role: user.role.clone(),
+        organisation: "DDPP 41".into(),
+    }
+}
+
+fn event(kind: &str) -> NewEvent {
+    NewEvent {
+        event_type: kind.into(),
+        audience: "everyone".into(),
+        summary: format!("{kind} happened"),
+    }
+}
+
+fn content(title: &str, parquet: Option<Uuid>) -> ReferralContent {
+    ReferralContent {
+        kind: "article_40".into(),
+        urgency: "normal".into(),
+        title: title.into(),
+        facts: format!("Faits : {title}"),
+        parquet_id: parquet,
+        offence_codes: vec![7151, 7151, 23],
+        parties: vec![Party {
+            role: "suspect".into(),
+            kind: "person".into(),
+            last_name: Some("DUPONT".into()),
+            birth_date: NaiveDate::from_ymd_opt(1970, 1, 2),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// Declares one test per backend for each check.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let dir = tempfile::tempdir().expect("tempdir");
+                    let (store, _) = super::fresh_sqlite(dir.path()).await.expect("sqlite");
+                    super::$name(store).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(admin) = super::postgres_admin_url() else {
+                        eprintln!("NOTICE: INFOPARQUET_TEST_POSTGRES_URL is not set: PostgreSQL half of `{}` skipped", stringify!($name));
+                        return;
+                    };
+                    let (store, _) = super::fresh_postgres(&admin).await.expect("postgres");
+                    super::$name(store).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    migrations_are_idempotent,
+    reference_data_loads_once_and_answers_searches,
+    competence_import_refuses_shifted_files_and_accepts_good_ones,
+    users_tokens_and_sessions,
+    referral_drafts_children_and_updates,
+    transitions_are_guarded_and_journaled,
+    parquet_numbers_are_unique_per_parquet,
+    reference_numbers_are_sequential,
+    lists_respect_scope_filters_and_pagination,
+    messages_separate_internal_notes,
+);
+
+async fn migrations_are_idempotent(store: Store) {
+    store.migrate().await.expect("second migration run");
+    store.ping().await.expect("ping");
+}
+
+async fn reference_data_loads_once_and_answers_searches(store: Store) {
+    let counts = store.load_reference_data().await.expect("load");
+    assert!(counts.communes > 37_000, "{counts:?}");
+    assert_eq!(counts.parquets, 168);
+    assert!(counts.offences > 17_000, "{counts:?}");
+    assert_eq!(counts.dismissal_reasons, 31);
+    assert!(
+        counts.competences_official > 10_000 && counts.competences_estimated > 1_000,
+        "{counts:?}"
+    );
+    assert_eq!(
+        store.load_reference_data().await.expect("again"),
+        counts,
+        "a second load changes nothing"
+    );
+
+    let blois = store.search_communes("Blois", 5).await.expect("search");
+    assert_eq!(blois[0].insee, "41018");
+    let parquet = blois[0].parquet.as_ref().expect("parquet");
+    assert!(parquet.name.contains("Blois"));
+    assert_eq!(parquet.competence, "official");
+
+    let lille = store.search_communes("59350", 5).await.expect("by code");
+    assert_eq!(lille[0].name, "Lille");
+    let parquet = lille[0].parquet.as_ref().expect("parquet");
+    assert!(parquet.name.contains("Lille"));
+    assert_eq!(parquet.competence, "estimated");
+    assert!(store
+        .search_communes("59000", 5)
+        .await
+        .expect("postal")
+        .iter()
+        .any(|c| c.insee == "59350"));
+    assert!(store
+        .search_communes("saint etienne", 5)
+        .await
+        .expect("accents")
+        .iter()
+        .any(|c| c.insee == "42218"));
+    assert!(store
+        .search_communes("", 5)
+        .await
+        .expect("empty")
+        .is_empty());
+
+    let vol = store.search_offences("7151", 10).await.expect("natinf");
+    assert_eq!(
+        (vol[0].label.as_str(), vol[0].nature.as_str()),
+        ("VOL", "Délit")
+    );
+    assert!(store
+        .search_offences("vol arme", 50)
+        .await
+        .expect("words")
+        .iter()
+        .any(|o| o.code == 7164));
+    assert_eq!(
+        store
+            .dismissal_reasons()
+            .await
+            .expect("reasons")
+            .iter()
+            .find(|r| r.code == "21")
+            .map(|r| r.label.as_str()),
+        Some("Infraction insuffisamment caractérisée")
+    );
+    assert_eq!(store.parquets().await.expect("parquets").len(), 168);
+}
+
+fn competence_file(rows: &[(&str, &str, &str)]) -> Vec<u8> {
+    let mut text = String::from("Commune;Libellé Commune;Orig. CA;N° CA;Cour d'Appel compétente;Orig. TJ;N° TJ;Tribunal judiciaire compétent;Orig. TPRX;N° TPRX;Tribunal de proximité compétent\n");
+    for (insee, court_code, court_name) in rows {
+        text.push_str(&format!(
+            "{insee};X;1;1;CA;1;{court_code};{court_name};;;\n"
+        ));
+    }
+    encoding_rs::WINDOWS_1252.encode(&text).0.into_owned()
+}
+
+async fn competence_import_refuses_shifted_files_and_accepts_good_ones(store: Store) {
+    store.load_reference_data().await.expect("load");
+    let good = [
+        ("33063", "94", "Tribunal judiciaire de Bordeaux"),
+        ("75056", "15273", "Tribunal judiciaire de Paris"),
+        ("69381", "167", "Tribunal judiciaire de Lyon"),
+        ("13201", "59", "Tribunal judiciaire de Marseille"),
+        ("01187", "39", "Tribunal judiciaire de Bourg-en-Bresse"),
+        ("41018", "109", "Tribunal judiciaire de Blois"),
+        ("59350", "146", "Tribunal judiciaire de Lille"),
+        ("59009", "146", "Tribunal judiciaire de Lille"),
+    ];
+    let mut shifted = good;
+    shifted[0].1 = "54";
+    shifted[0].2 = "Tribunal judiciaire de Carcassonne";
+    let before = store.reference_counts().await.expect("counts");
+    match store.import_competences(&competence_file(&shifted)).await {
+        Err(ImportFailure::File(CompetenceImportError::KnownCommuneMismatch(message))) => {
+            assert!(message.contains("33063"), "{message}")
+        }
+        other => panic!("shifted file accepted: {other:?}"),
+    }
+    assert_eq!(
+        store.reference_counts().await.expect("counts"),
+        before,
+        "a refused file changes nothing"
+    );
+    assert!(matches!(
+        store.import_competences(b"a;b\n1;2\n").await,
+        Err(ImportFailure::File(CompetenceImportError::MissingColumn(_)))
+    ));
+
+    // The court codes above must be the real ones for the good file to pass.
+    let courts: Vec<(String, String)> = store
+        .parquets()
+        .await
+        .expect("parquets")
+        .into_iter()
+        .map(|p| (p.court_code.unwrap_or_default(), p.name))
+        .collect();
+    for (_, code, name) in &good {
+        let city = name.rsplit(' ').next().unwrap_or("");
+        assert!(
+            courts.iter().any(|(c, n)| c == code && n.contains(city)),
+            "court {code} is {city}"
+        );
+    }
+    assert_eq!(
+        store
+            .import_competences(&competence_file(&good))
+            .await
+            .expect("good file"),
+        good.len()
+    );
+    assert_eq!(
+        store
+            .competence_of("59009")
+            .await
+            .expect("competence")
+            .map(|p| p.competence),
+        Some("official".into())
+    );
+}
+
+async fn users_tokens_and_sessions(store: Store) {
+    let w = world(store).await;
+    let store = &w.store;
+    assert!(
+        matches!(
+            store
+                .create_user(&user(&w.administration, "AGENT@example.fr", "agent"))
+                .await,
+            Err(StoreError::Conflict(_))
+        ),
+        "e-mails are unique, case-insensitively"
+    );
+    assert_eq!(
+        store
+            .user_by_email(" Agent@Example.FR ")
+            .await
+            .expect("lookup")
+            .map(|u| u.id),
+        Some(w.agent.id)
+    );
+
+    let now = now();
+    let token = ApiToken {
+        id: Uuid::now_v7(),
+        user_id: w.agent.id,
+        name: "sys".into(),
+        scope: "write".into(),
+        created_at: now,
+        expires_at: Some(now + Duration::days(1)),
+        revoked_at: None,
+        last_used_at: None,
+    };
+    store
+        .create_api_token(&token, "hash-1")
+        .await
+        .expect("token");
+    let (found, used) = store
+        .authenticate_token("hash-1", now)
+        .await
+        .expect("auth")
+        .expect("valid");
+    assert_eq!(found.id, w.agent.id);
+    assert_eq!(used.scope, "write");
+    assert!(
+        store
+            .authenticate_token("hash-1", now + Duration::days(2))
+            .await
+            .expect("auth")
+            .is_none(),
+        "expired"
+    );
+    assert!(
+        store
+            .authenticate_token("hash-2", now)
+            .await
+            .expect("auth")
+            .is_none(),
+        "unknown"
+    );
+
+    store
+        .create_session("session-hash", w.agent.id, "csrf", now)
+        .await
+        .expect("session");
+    let fresh = store
+        .session(
+            "session-hash",
+            now - Duration::hours(12),
+            now - Duration::minutes(30),
+            now,
+        )
+        .await
+        .expect("session");
+    assert_eq!(
+        fresh.map(|(u, csrf)| (u.id, csrf)),
+        Some((w.agent.id, "csrf".to_string()))
+    );
+    let later = now + Duration::hours(1);
+    assert!(
+        store
+            .session(
+                "session-hash",
+                later - Duration::hours(12),
+                later - Duration::minutes(30),
+                later
+            )
+            .await
+            .expect("idle")
+            .is_none(),
+        "idle timeout"
+    );
+    store.delete_session("session-hash").await.expect("delete");
+    assert!(store
+        .session(
+            "session-hash",
+            now - Duration::hours(12),
+            now - Duration::hours(1),
+            now
+        )
+        .await
+        .expect("gone")
+        .is_none());
+}
+
+async fn referral_drafts_children_and_updates(store: Store) {
+    let w = world(store).await;
+    let id = Uuid::now_v7();
+    let now = now();
+    w.store
+        .create_referral(
+            id,
+            w.administration.id,
+            w.agent.id,
+            "draft",
+            &content("Tromperie", None),
+            now,
+            &actor(&w.agent),
+            &event("created"),
+        )
+        .await
+        .expect("create");
+    let referral = w.store.referral(id).await.expect("load").expect("exists");
+    assert_eq!(
+        referral.offence_codes,
+        vec![23, 7151],
+        "codes deduplicated and sorted"
+    );
+    assert_eq!(referral.parties[0].last_name.as_deref(), Some("DUPONT"));
+    assert_eq!(
+        referral.parties[0].birth_date,
+        NaiveDate::from_ymd_opt(1970, 1, 2)
+    );
+    assert_eq!(referral.administration.id, w.administration.id);
+
+    let mut changed = content("Tromperie aggravée", Some(w.parquet.id));
+    changed.parties.clear();
+    changed.offence_codes = vec![7164];
+    assert!(w
+        .store
+        .update_draft(id, &changed, now)
+        .await
+        .expect("update"));
+    let referral = w.store.referral(id).await.expect("load").expect("exists");
+    assert_eq!(referral.row.title, "Tromperie aggravée");
+    assert_eq!(referral.offence_codes, vec![7164]);
+    assert!(referral.parties.is_empty());
+    assert_eq!(referral.parquet.map(|p| p.id), Some(w.parquet.id));
+
+    let attachment = Attachment {
+        id: Uuid::now_v7(),
+        referral_id: id,
+        filename: "pv.pdf".into(),
+        media_type: "application/pdf".into(),
+        size: 1234,
+        sha256: "ab".repeat(32),
+        kind: "report".into(),
+        storage_key: "ab/ab/x".into(),
+        uploaded_by: w.agent.id,
+        uploaded_at: now,
+    };
+    w.store
+        .add_attachment(&attachment, &actor(&w.agent), &event("attachment_added"))
+        .await
+        .expect("attachment");
+    assert_eq!(
+        w.store.attachment(id, attachment.id).await.expect("get"),
+        Some(attachment.clone())
+    );
+    assert_eq!(
+        w.store
+            .attachment(Uuid::now_v7(), attachment.id)
+            .await
+            .expect("other referral"),
+        None,
+        "attachments are looked up within their referral"
+    );
+
+    // Submitted referrals are no longer drafts: their content cannot change.
+    let update = ReferralUpdate {
+        status: Some("submitted".into()),
+        ..Default::default()
+    };
+    assert!(w
+        .store
+        .apply_update(
+            id,
+            "draft",
+            &update,
+            now,
+            &actor(&w.agent),
+            &event("submitted")
+        )
+        .await
+        .expect("submit"));
+    assert!(!w
+        .store
+        .update_draft(id, &content("Réécrit", None), now)
+        .await
+        .expect("refused"));
+    assert_eq!(
+        w.store
+            .referral(id)
+            .await
+            .expect("load")
+            .expect("exists")
+            .row
+            .title,
+        "Tromperie aggravée"
+    );
+}
+
+async fn transitions_are_guarded_and_journaled(store: Store) {
+    let w = world(store).await;
+    let id = Uuid::now_v7();
+    let now = now();
+    w.store
+        .create_referral(
+            id,
+            w.administration.id,
+            w.agent.id,
+            "draft",
+            &content("A", Some(w.parquet.id)),
+            now,
+            &actor(&w.agent),
+            &event("created"),
+        )
+        .await
+        .expect("create");
+    let submit = ReferralUpdate {
+        status: Some("submitted".into()),
+        reference: Some("IP-2026-000001".into()),
+        verification_code: Some("AAAA-BBBB-CCCC".into()),
+        submitted_at: Some(now),
+        ..Default::default()
+    };
+    assert!(w
+        .store
+        .apply_update(
+            id,
+            "draft",
+            &submit,
+            now,
+            &actor(&w.agent),
+            &event("submitted")
+        )
+        .await
+        .expect("first"));
+    assert!(
+        !w.store
+            .apply_update(
+                id,
+                "draft",
+                &submit,
+                now,
+                &actor(&w.agent),
+                &event("submitted")
+            )
+            .await
+            .expect("stale"),
+        "stale expected status"
+    );
+    let decision = Decision {
+        kind: "dismissal".into(),
+        reason_code: Some("21".into()),
+        measure: None,
+        mode: None,
+        comment: Some("c".into()),
+        hearing_date: None,
+        decided_at: now,
+    };
+    let decide = ReferralUpdate {
+        status: Some("dismissed".into()),
+        decision: Some(decision.clone()),
+        decided_at: Some(now),
+        ..Default::default()
+    };
+    assert!(w
+        .store
+        .apply_update(
+            id,
+            "submitted",
+            &decide,
+            now,
+            &actor(&w.agent),
+            &event("decided")
+        )
+        .await
+        .expect("decide"));
+    let row = w
+        .store
+        .referral_row(id)
+        .await
+        .expect("row")
+        .expect("exists");
+    assert_eq!(row.status, "dismissed");
+    assert_eq!(row.decision.map(|d| d.0), Some(decision));
+    assert_eq!(
+        w.store
+            .referral_by_verification_code("AAAA-BBBB-CCCC")
+            .await
+            .expect("code")
+            .map(|r| r.row.id),
+        Some(id)
+    );
+    let events: Vec<String> = w
+        .store
+        .events(id)
+        .await
+        .expect("events")
+        .into_iter()
+        .map(|e| e.event_type)
+        .collect();
+    assert_eq!(
+        events,
+        vec!["created", "submitted", "decided"],
+        "a refused change writes no event"
+    );
+
+    let transfer = ReferralUpdate {
+        status: Some("submitted".into()),
+        parquet_id: Some(w.other_parquet.id),
+        clear_parquet_progress: true,
+        ..Default::default()
+    };
+    assert!(w
+        .store
+        .apply_update(
+            id,
+            "dismissed",
+            &transfer,
+            now,
+            &actor(&w.agent),
+            &event("transferred")
+        )
+        .await
+        .expect("transfer"));
+    let row = w
+        .store
+        .referral_row(id)
+        .await
+        .expect("row")
+        .expect("exists");
+    assert_eq!(
+        (row.parquet_id, row.acknowledged_at, row.parquet_number),
+        (Some(w.other_parquet.id), None, None)
+    );
+}
+
+async fn parquet_numbers_are_unique_per_parquet(store: Store) {
+    let w = world(store).await;
+    let now = now();
+    let mut ids = Vec::new();
+    for (title, parquet) in [
+        ("A", w.parquet.id),
+        ("B", w.parquet.id),
+        ("C", w.other_parquet.id),
+    ] {
+        let id = Uuid::now_v7();
+        w.store
+            .create_referral(
+                id,
+                w.administration.id,
+                w.agent.id,
+                "submitted",
+                &content(title, Some(parquet)),
+                now,
+                &actor(&w.agent),
+                &event("created"),
+            )
+            .await
+            .expect("create");
+        ids.push(id);
+    }
+    let register = ReferralUpdate {
+        status: Some("registered".into()),
+        parquet_number: Some("26109000001".into()),
+        ..Default::default()
+    };
+    assert!(w
+        .store
+        .apply_update(
+            ids[0],
+            "submitted",
+            &register,
+            now,
+            &actor(&w.agent),
+            &event("registered")
+        )
+        .await
+        .expect("first"));
+    let duplicate = w
+        .store
+        .apply_update(
+            ids[1],
+            "submitted",
+            &register,
+            now,
+            &actor(&w.agent),
+            &event("registered"),
+        )
+        .await;
+    assert!(
+        matches!(duplicate, Err(StoreError::Conflict(_))),
+        "{duplicate:?}"
+    );
+    assert_eq!(
+        w.store.events(ids[1]).await.expect("events").len(),
+        1,
+        "the failed registration left no event"
+    );
+    assert!(w
+        .store
+        .apply_update(
+            ids[2],
+            "submitted",
+            &register,
+            now,
+            &actor(&w.agent),
+            &event("registered")
+        )
+        .await
+        .expect("other parquet may reuse it"));
+}
+
+async fn reference_numbers_are_sequential(store: Store) {
+    let first = store.next_reference_number(2026).await.expect("n");
+    let second = store.next_reference_number(2026).await.expect("n");
+    assert_eq!((first, second), (1, 2));
+    assert_eq!(
+        store.next_reference_number(2027).await.expect("n"),
+        1,
+        "numbering restarts each year"
+    );
+}
+
+async fn lists_respect_scope_filters_and_pagination(store: Store) {
+    let w = world(store).await;
+    let colleague = user(&w.administration, "colleague@example.fr", "agent");
+    w.store.create_user(&colleague).await.expect("colleague");
+    let base = Utc::now() - Duration::days(10);
+    for i in 0..7 {
+        let (author, status, parquet) = match i {
+            0..=3 => (&w.agent, "submitted", w.parquet.id),
+            4 => (&w.agent, "draft", w.parquet.id),
+            5 => (&colleague, "submitted", w.parquet.id),
+            _ => (&w.agent, "submitted", w.other_parquet.id),
+        };
+        let mut c = content(&format!("Dossier {i}"), Some(parquet));
+        if i == 2 {
+            c.facts = "Déversement de déchets amiantés".into();
+        }
+        w.store
+            .create_referral(
+                Uuid::now_v7(),
+                w.administration.id,
+                author.id,
+                status,
+                &c,
+                base + Duration::hours(i),
+                &actor(author),
+                &event("created"),
+            )
+            .await
+            .expect("create");
+    }
+    let titles = |rows: Vec<ReferralSummary>| rows.into_iter().map(|r| r.title).collect::<Vec<_>>();
+    let mine = ReferralFilter {
+        administration_id: Some(w.administration.id),
+        author_id: Some(w.agent.id),
+        limit: 50,
+        ..Default::default()
+    };
+    assert_eq!(w.store.list_referrals(&mine).await.expect("list").len(), 6);
+    let inbox = ReferralFilter {
+        parquet_id: Some(w.parquet.id),
+        sent_only: true,
+        limit: 50,
+        ..Default::default()
+    };
+    assert_eq!(
+        titles(w.store.list_referrals(&inbox).await.expect("inbox")),
+        vec![
+            "Dossier 5",
+            "Dossier 3",
+            "Dossier 2",
+            "Dossier 1",
+            "Dossier 0"
+        ]
+    );
+    let search = ReferralFilter {
+        query: Some("AMIANTÉS".into()),
+        ..inbox.clone()
+    };
+    assert_eq!(
+        titles(w.store.list_referrals(&search).await.expect("search")),
+        vec!["Dossier 2"]
+    );
+    let drafts = ReferralFilter {
+        status: Some("draft".into()),
+        ..mine.clone()
+    };
+    assert_eq!(
+        titles(w.store.list_referrals(&drafts).await.expect("drafts")),
+        vec!["Dossier 4"]
+    );
+
+    let page_one = w
+        .store
+        .list_referrals(&ReferralFilter {
+            limit: 2,
+            ..inbox.clone()
+        })
+        .await
+        .expect("page");
+    let last = page_one.last().expect("row");
+    let page_two = w
+        .store
+        .list_referrals(&ReferralFilter {
+            limit: 2,
+            before: Some((last.created_at, last.id)),
+            ..inbox.clone()
+        })
+        .await
+        .expect("page");
+    assert_eq!(titles(page_one), vec!["Dossier 5", "Dossier 3"]);
+    assert_eq!(titles(page_two), vec!["Dossier 2", "Dossier 1"]);
+}
+
+async fn messages_separate_internal_notes(store: Store) {
+    let w = world(store).await;
+    let id = Uuid::now_v7();
+    let now = now();
+    w.store
+        .create_referral(
+            id,
+            w.administration.id,
+            w.agent.id,
+            "submitted",
+            &content("M", Some(w.parquet.id)),
+            now,
+            &actor(&w.agent),
+            &event("created"),
+        )
+        .await
+        .expect("create");
+    for (internal, body) in [(false, "Bonjour"), (true, "Note du parquet")] {
+        let message = Message {
+            id: Uuid::now_v7(),
+            referral_id: id,
+            internal,
+            author_id: w.agent.id,
+            author_name: "A".into(),
+            author_role: "clerk".into(),
+            author_organisation: "P".into(),
+            body: body.into(),
+            at: now,
+        };
+        w.store
+            .add_message(&message, &event(if internal { "note" } else { "message" }))
+            .await
+            .expect("message");
+    }
+    let public: Vec<String> = w
+        .store
+        .messages(id, false)
+        .await
+        .expect("public")
+        .into_iter()
+        .map(|m| m.body)
+        .collect();
+    assert_eq!(public, vec!["Bonjour"]);
+    assert_eq!(w.store.messages(id, true).await.expect("all").len(), 2);
+}

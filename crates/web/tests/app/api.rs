@@ -1,0 +1,826 @@
+//! The API of API.md, its rules and its errors.
+
+use super::{json_of, TestApp, MAX_UPLOAD};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+#[tokio::test]
+async fn reference_endpoints_answer_the_documented_examples() {
+    let app = TestApp::spawn().await;
+    let agent = app.user(&app.administration, "agent").await;
+
+    let blois = json_of(app.get(&agent, "/api/v1/reference/communes?q=Blois").await).await;
+    assert_eq!(blois[0]["insee"], "41018");
+    assert_eq!(
+        blois[0]["parquet"]["name"],
+        "Parquet du tribunal judiciaire de Blois"
+    );
+    assert_eq!(blois[0]["parquet"]["competence"], "official");
+
+    let lille = json_of(app.get(&agent, "/api/v1/reference/communes?q=59350").await).await;
+    assert_eq!(lille[0]["name"], "Lille");
+    assert_eq!(
+        lille[0]["parquet"]["name"],
+        "Parquet du tribunal judiciaire de Lille"
+    );
+    assert_eq!(lille[0]["parquet"]["competence"], "estimated");
+
+    let vol = json_of(app.get(&agent, "/api/v1/reference/offences?q=7151").await).await;
+    assert_eq!(vol[0]["label"], "VOL");
+    assert_eq!(vol[0]["nature"], "Délit");
+
+    let parquets = json_of(app.get(&agent, "/api/v1/reference/parquets").await).await;
+    assert_eq!(parquets.as_array().map(Vec::len), Some(168));
+    let reasons = json_of(app.get(&agent, "/api/v1/reference/dismissal-reasons").await).await;
+    assert!(reasons
+        .as_array()
+        .expect("array")
+        .iter()
+        .any(|r| r["code"] == "21"));
+}
+
+#[tokio::test]
+async fn missing_or_wrong_tokens_get_problem_json_401() {
+    let app = TestApp::spawn().await;
+    for header in [None, Some("Bearer ipk_forged"), Some("Basic abc")] {
+        let mut request = app.client.get(app.url("/api/v1/reference/parquets"));
+        if let Some(header) = header {
+            request = request.header("authorization", header);
+        }
+        let response = request.send().await.expect("request");
+        assert_eq!(response.status(), 401);
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+        let problem: Value = response.json().await.expect("problem");
+        assert_eq!(problem["status"], 401);
+        assert!(problem["title"].as_str().is_some_and(|t| !t.is_empty()));
+    }
+}
+
+#[tokio::test]
+async fn the_whole_journey_through_the_api() {
+    let app = TestApp::spawn().await;
+    let agent = app.user(&app.administration, "agent").await;
+    let clerk = app.user(&app.blois, "clerk").await;
+    let prosecutor = app.user(&app.blois, "prosecutor").await;
+
+    let id = app.draft(&agent).await;
+    let draft = json_of(app.get(&agent, &format!("/api/v1/referrals/{id}")).await).await;
+    assert_eq!(draft["status"], "draft");
+    assert_eq!(draft["reference"], Value::Null);
+    assert_eq!(
+        draft["parquet"]["name"],
+        "Parquet du tribunal judiciaire de Blois"
+    );
+    assert_eq!(draft["parquet"]["competence"], "official");
+    assert_eq!(
+        draft["limitation_date"], "2032-03-03",
+        "délit: 6 years from the last day of the facts"
+    );
+
+    let patched = json_of(
+        app.patch(
+            &agent,
+            &format!("/api/v1/referrals/{id}"),
+            json!({"urgency": "urgent", "administration_reference": "DDPP-41-0042"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(patched["urgency"], "urgent");
+    assert_eq!(
+        patched["title"], "Tromperie sur l'origine des viandes",
+        "PATCH keeps what it does not name"
+    );
+
+    let pdf = b"%PDF-1.4 proces-verbal".to_vec();
+    let photo = vec![0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3];
+    let first = app
+        .upload(
+            &agent,
+            &id,
+            "../PV n°12.pdf",
+            "application/pdf",
+            pdf.clone(),
+        )
+        .await;
+    assert_eq!(first.status(), 201);
+    let first = json_of(first).await;
+    assert_eq!(first["sha256"], hex::encode(Sha256::digest(&pdf)));
+    assert_eq!(
+        first["filename"], "PV n°12.pdf",
+        "path stripped from the name"
+    );
+    let second = json_of(
+        app.upload(&agent, &id, "photo.jpg", "text/html", photo.clone())
+            .await,
+    )
+    .await;
+    assert_eq!(
+        second["media_type"], "image/jpeg",
+        "media type sniffed, not trusted"
+    );
+
+    let submitted = app
+        .post(&agent, &format!("/api/v1/referrals/{id}/submit"), json!({}))
+        .await;
+    assert_eq!(submitted.status(), 200);
+    let submitted = json_of(submitted).await;
+    let reference = submitted["receipt"]["reference"]
+        .as_str()
+        .expect("reference")
+        .to_string();
+    assert!(
+        reference.starts_with("IP-20") && reference.len() == 14,
+        "{reference}"
+    );
+    assert_eq!(submitted["referral"]["status"], "submitted");
+    assert_eq!(
+        submitted["receipt"]["attachments"].as_array().map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(
+        submitted["receipt"]["attachments"][0]["sha256"],
+        first["sha256"]
+    );
+    assert_eq!(submitted["referral"]["deadline"]["kind"], "acknowledge");
+    let code = submitted["receipt"]["verification_code"]
+        .as_str()
+        .expect("code")
+        .to_string();
+
+    // The receipt as PDF, and its public verification without personal data.
+    let receipt = app
+        .get(&agent, &format!("/api/v1/referrals/{id}/receipt.pdf"))
+        .await;
+    assert_eq!(receipt.headers()["content-type"], "application/pdf");
+    assert!(receipt.bytes().await.expect("pdf").starts_with(b"%PDF-"));
+    let verification = app
+        .client
+        .get(app.url(&format!("/api/v1/receipts/{code}")))
+        .send()
+        .await
+        .expect("verify");
+    assert_eq!(verification.status(), 200);
+    let verification = verification.text().await.expect("body");
+    assert!(
+        verification.contains(&reference)
+            && verification.contains(first["sha256"].as_str().expect("hash"))
+    );
+    assert!(
+        !verification.contains("Boucherie") && !verification.contains("PV n"),
+        "no personal data or filenames: {verification}"
+    );
+    assert_eq!(
+        app.client
+            .get(app.url("/api/v1/receipts/XXXX-XXXX-XXXX"))
+            .send()
+            .await
+            .expect("verify")
+            .status(),
+        404
+    );
+
+    // Read-only for the sender now.
+    assert_eq!(
+        app.patch(
+            &agent,
+            &format!("/api/v1/referrals/{id}"),
+            json!({"title": "x"})
+        )
+        .await
+        .status(),
+        409
+    );
+
+    // The parquet side.
+    let inbox = json_of(app.get(&clerk, "/api/v1/referrals").await).await;
+    assert!(inbox["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .any(|r| r["id"] == id.as_str()));
+    assert_eq!(
+        app.post(
+            &clerk,
+            &format!("/api/v1/referrals/{id}/acknowledge"),
+            json!({})
+        )
+        .await
+        .status(),
+        200
+    );
+    assert_eq!(
+        app.post(
+            &clerk,
+            &format!("/api/v1/referrals/{id}/acknowledge"),
+            json!({})
+        )
+        .await
+        .status(),
+        409,
+        "acknowledged once"
+    );
+    let registered = app
+        .post(
+            &clerk,
+            &format!("/api/v1/referrals/{id}/register"),
+            json!({"parquet_number": "26109000042"}),
+        )
+        .await;
+    assert_eq!(registered.status(), 200);
+    assert_eq!(json_of(registered).await["parquet_number"], "26109000042");
+    let assigned = app
+        .post(
+            &clerk,
+            &format!("/api/v1/referrals/{id}/assign"),
+            json!({"user_id": prosecutor.user.id}),
+        )
+        .await;
+    assert_eq!(assigned.status(), 200);
+    assert_eq!(
+        app.post(
+            &clerk,
+            &format!("/api/v1/referrals/{id}/notes"),
+            json!({"body": "Voir le dossier 25-123"})
+        )
+        .await
+        .status(),
+        201
+    );
+    let decided = app
+        .post(
+            &prosecutor,
+            &format!("/api/v1/referrals/{id}/decision"),
+            json!({"kind": "dismissal", "reason_code": "21", "comment": "Éléments insuffisants"}),
+        )
+        .await;
+    assert_eq!(decided.status(), 200);
+    let decided = json_of(decided).await;
+    assert_eq!(decided["status"], "dismissed");
+    assert_eq!(decided["decision"]["reason_code"], "21");
+
+    // The sender sees the decision, its notice, and only what is meant for it.
+    let seen = json_of(app.get(&agent, &format!("/api/v1/referrals/{id}")).await).await;
+    assert_eq!(seen["decision"]["kind"], "dismissal");
+    assert_eq!(seen["parquet_number"], "26109000042");
+    assert!(seen.get("assigned_to").is_none());
+    let notice = app
+        .get(
+            &agent,
+            &format!("/api/v1/referrals/{id}/decision-notice.pdf"),
+        )
+        .await;
+    assert_eq!(notice.status(), 200);
+    assert!(notice.bytes().await.expect("pdf").starts_with(b"%PDF-"));
+    let events = json_of(
+        app.get(&agent, &format!("/api/v1/referrals/{id}/events"))
+            .await,
+    )
+    .await;
+    let types: Vec<&str> = events
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    assert!(
+        types.contains(&"submitted")
+            && types.contains(&"acknowledged")
+            && types.contains(&"registered")
+            && types.contains(&"decided"),
+        "{types:?}"
+    );
+    assert!(
+        !types.contains(&"assigned") && !types.contains(&"note"),
+        "parquet-internal events hidden: {types:?}"
+    );
+    let dismissal = events
+        .as_array()
+        .expect("events")
+        .iter()
+        .find(|e| e["type"] == "decided")
+        .expect("decided");
+    assert!(dismissal["summary"]
+        .as_str()
+        .expect("summary")
+        .contains("21"));
+    let messages = json_of(
+        app.get(&agent, &format!("/api/v1/referrals/{id}/messages"))
+            .await,
+    )
+    .await;
+    assert_eq!(
+        messages["items"].as_array().map(Vec::len),
+        Some(0),
+        "internal notes are never shown to the sender"
+    );
+
+    // Documents can still be added, and are journaled without replacing the first ones.
+    let late = app
+        .upload(
+            &agent,
+            &id,
+            "complement.pdf",
+            "application/pdf",
+            b"%PDF-1.4 late".to_vec(),
+        )
+        .await;
+    assert_eq!(late.status(), 201);
+    let after = json_of(app.get(&agent, &format!("/api/v1/referrals/{id}")).await).await;
+    assert_eq!(after["attachments"].as_array().map(Vec::len), Some(3));
+    let download = app
+        .get(
+            &clerk,
+            &format!(
+                "/api/v1/referrals/{id}/attachments/{}",
+                first["id"].as_str().expect("id")
+            ),
+        )
+        .await;
+    assert_eq!(download.status(), 200);
+    assert!(download.headers()["content-disposition"]
+        .to_str()
+        .expect("disposition")
+        .starts_with("attachment;"));
+    assert_eq!(download.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(download.bytes().await.expect("bytes").to_vec(), pdf);
+}
+
+#[tokio::test]
+async fn nobody_sees_another_tenants_referral() {
+    let app = TestApp::spawn().await;
+    let agent = app.user(&app.administration, "agent").await;
+    let colleague = app.user(&app.administration, "agent").await;
+    let referent = app.user(&app.administration, "referent").await;
+    let outsider = app.user(&app.other_administration, "referent").await;
+    let lille_clerk = app.user(&app.lille, "clerk").await;
+    let blois_clerk = app.user(&app.blois, "clerk").await;
+    let platform = app
+        .store
+        .upsert_organisation(&store::Organisation {
+            kind: "platform".into(),
+            siret: None,
+            name: "Plateforme".into(),
+            ..app.other_administration.clone()
+        })
+        .await
+        .expect("platform");
+    let admin = app.user(&platform, "admin").await;
+    let draft = app.draft(&agent).await;
+
+    assert_eq!(
+        app.get(&agent, &format!("/api/v1/referrals/{draft}"))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.get(&referent, &format!("/api/v1/referrals/{draft}"))
+            .await
+            .status(),
+        200,
+        "a référent sees the service's referrals"
+    );
+    for (who, caller) in [
+        ("colleague", &colleague),
+        ("outsider", &outsider),
+        ("other parquet", &lille_clerk),
+        ("parquet before sending", &blois_clerk),
+        ("admin", &admin),
+    ] {
+        let response = app.get(caller, &format!("/api/v1/referrals/{draft}")).await;
+        assert_eq!(response.status(), 404, "{who}");
+        let response = app
+            .post(
+                caller,
+                &format!("/api/v1/referrals/{draft}/withdraw"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(response.status(), 404, "{who} cannot act either");
+    }
+    assert_eq!(
+        app.get(&agent, "/api/v1/referrals/not-a-uuid")
+            .await
+            .status(),
+        404,
+        "a forged id is just unknown"
+    );
+    assert_eq!(
+        app.get(
+            &agent,
+            &format!("/api/v1/referrals/{}", uuid::Uuid::now_v7())
+        )
+        .await
+        .status(),
+        404
+    );
+    let lists = json_of(app.get(&outsider, "/api/v1/referrals").await).await;
+    assert_eq!(lists["items"].as_array().map(Vec::len), Some(0));
+    assert_eq!(app.get(&admin, "/api/v1/referrals").await.status(), 403);
+}
+
+#[tokio::test]
+async fn errors_are_explicit_and_lose_nothing() {
+    let app = TestApp::spawn().await;
+    let agent = app.user(&app.administration, "agent").await;
+    let prosecutor = app.user(&app.blois, "prosecutor").await;
+    let id = app.draft(&agent).await;
+
+    let invalid = app.patch(&agent, &format!("/api/v1/referrals/{id}"), json!({"parties": [{"role": "suspect", "kind": "organisation", "name": "X", "siret": "13002526500014"}], "urgency": "très"})).await;
+    assert_eq!(invalid.status(), 422);
+    let problem = json_of(invalid).await;
+    let fields: Vec<&str> = problem["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .filter_map(|e| e["field"].as_str())
+        .collect();
+    assert!(
+        fields.contains(&"parties[0].siret") && fields.contains(&"urgency"),
+        "{problem}"
+    );
+    let unchanged = json_of(app.get(&agent, &format!("/api/v1/referrals/{id}")).await).await;
+    assert_eq!(
+        unchanged["parties"][0]["name"], "SARL Boucherie du Centre",
+        "a refused change keeps what was saved"
+    );
+
+    let malformed = app
+        .client
+        .patch(app.url(&format!("/api/v1/referrals/{id}")))
+        .bearer_auth(&agent.token)
+        .header("content-type", "application/json")
+        .body("{\"title\": ")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(malformed.status(), 400);
+    let not_json = app
+        .client
+        .post(app.url("/api/v1/referrals"))
+        .bearer_auth(&agent.token)
+        .header("content-type", "text/plain")
+        .body("hello")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(not_json.status(), 415);
+    assert_eq!(
+        app.patch(
+            &agent,
+            &format!("/api/v1/referrals/{id}"),
+            json!({"unknown_field": 1})
+        )
+        .await
+        .status(),
+        422
+    );
+    assert_eq!(
+        app.patch(
+            &agent,
+            &format!("/api/v1/referrals/{id}"),
+            json!({"place": {"commune_insee": "99999"}})
+        )
+        .await
+        .status(),
+        422
+    );
+    assert_eq!(
+        app.patch(
+            &agent,
+            &format!("/api/v1/referrals/{id}"),
+            json!({"offence_codes": [99998]})
+        )
+        .await
+        .status(),
+        422
+    );
+
+    let too_big = app
+        .upload(
+            &agent,
+            &id,
+            "big.bin",
+            "application/octet-stream",
+            vec![0; MAX_UPLOAD as usize + 1],
+        )
+        .await;
+    assert_eq!(too_big.status(), 413);
+    assert_eq!(
+        json_of(app.get(&agent, &format!("/api/v1/referrals/{id}")).await).await["attachments"]
+            .as_array()
+            .map(Vec::len),
+        Some(0)
+    );
+    assert_eq!(
+        app.upload(&agent, &id, "empty.pdf", "application/pdf", Vec::new())
+            .await
+            .status(),
+        422
+    );
+
+    let empty = json_of(app.post(&agent, "/api/v1/referrals", json!({})).await).await;
+    let empty_id = empty["id"].as_str().expect("id");
+    let refused = app
+        .post(
+            &agent,
+            &format!("/api/v1/referrals/{empty_id}/submit"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        refused.status(),
+        422,
+        "title, facts and parquet are required to send"
+    );
+
+    let id = app.sent(&agent).await;
+    assert_eq!(
+        app.post(
+            &prosecutor,
+            &format!("/api/v1/referrals/{id}/register"),
+            json!({"parquet_number": "26109000001"})
+        )
+        .await
+        .status(),
+        403,
+        "registration is the clerk's"
+    );
+    assert_eq!(
+        app.post(
+            &prosecutor,
+            &format!("/api/v1/referrals/{id}/decision"),
+            json!({"kind": "dismissal", "reason_code": "21"})
+        )
+        .await
+        .status(),
+        409,
+        "no decision before registration"
+    );
+    assert_eq!(
+        app.post(
+            &agent,
+            &format!("/api/v1/referrals/{id}/acknowledge"),
+            json!({})
+        )
+        .await
+        .status(),
+        403
+    );
+    assert_eq!(
+        app.post(&agent, &format!("/api/v1/referrals/{id}/submit"), json!({}))
+            .await
+            .status(),
+        409
+    );
+
+    let reader = app
+        .user_with_scope(&app.administration, "agent", "read")
+        .await;
+    assert_eq!(
+        app.post(&reader, "/api/v1/referrals", json!({}))
+            .await
+            .status(),
+        403,
+        "read-only token"
+    );
+    assert_eq!(app.get(&reader, "/api/v1/referrals").await.status(), 200);
+}
+
+#[tokio::test]
+async fn parquet_numbers_are_unique_and_decisions_validated() {
+    let app = TestApp::spawn().await;
+    let agent = app.user(&app.administration, "agent").await;
+    let clerk = app.user(&app.blois, "clerk").await;
+    let first = app.sent(&agent).await;
+    let second = app.sent(&agent).await;
+    assert_eq!(
+        app.post(
+            &clerk,
+            &format!("/api/v1/referrals/{first}/register"),
+            json!({"parquet_number": "26109000007"})
+        )
+        .await
+        .status(),
+        200
+    );
+    let duplicate = app
+        .post(
+            &clerk,
+            &format!("/api/v1/referrals/{second}/register"),
+            json!({"parquet_number": "26109000007"}),
+        )
+        .await;
+    assert_eq!(duplicate.status(), 422);
+    assert_eq!(
+        json_of(
+            app.get(&clerk, &format!("/api/v1/referrals/{second}"))
+                .await
+        )
+        .await["status"],
+        "submitted"
+    );
+    assert_eq!(
+        app.post(
+            &clerk,
+            &format!("/api/v1/referrals/{second}/register"),
+            json!({"parquet_number": "x"})
+        )
+        .await
+        .status(),
+        422
+    );
+
+    for (body, field) in [
+        (json!({"kind": "dismissal"}), "reason_code"),
+        (
+            json!({"kind": "dismissal", "reason_code": "99"}),
+            "reason_code",
+        ),
+        (json!({"kind": "prosecution", "mode": "duel"}), "mode"),
+        (json!({"kind": "alternative_measure"}), "measure"),
+        (json!({"kind": "verdict"}), "kind"),
+    ] {
+        let response = app
+            .post(
+                &clerk,
+                &format!("/api/v1/referrals/{first}/decision"),
+                body.clone(),
+            )
+            .await;
+        assert_eq!(response.status(), 422, "{body}");
+        assert_eq!(json_of(response).await["errors"][0]["field"], field);
+    }
+    let measure = app
+        .post(
+            &clerk,
+            &format!("/api/v1/referrals/{first}/decision"),
+            json!({"kind": "alternative_measure", "measure": "mediation"}),
+        )
+        .await;
+    assert_eq!(json_of(measure).await["status"], "alternative_measure");
+    let success = json_of(
+        app.post(
+            &clerk,
+            &format!("/api/v1/referrals/{first}/measure-outcome"),
+            json!({"success": true}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(success["status"], "dismissed");
+    assert_eq!(
+        success["decision"]["reason_code"], "52",
+        "a successful mediation is recorded as reason 52"
+    );
+}
+
+#[tokio::test]
+async fn validation_circuit_and_complements() {
+    let app = TestApp::spawn().await;
+    let agent = app.user(&app.validating_administration, "agent").await;
+    let referent = app.user(&app.validating_administration, "referent").await;
+    let clerk = app.user(&app.blois, "clerk").await;
+    let id = app.draft(&agent).await;
+    let awaiting = json_of(
+        app.post(&agent, &format!("/api/v1/referrals/{id}/submit"), json!({}))
+            .await,
+    )
+    .await;
+    assert_eq!(awaiting["referral"]["status"], "awaiting_validation");
+    assert_eq!(awaiting["receipt"], Value::Null);
+    assert_eq!(
+        app.get(&clerk, &format!("/api/v1/referrals/{id}"))
+            .await
+            .status(),
+        404,
+        "not sent yet"
+    );
+    assert_eq!(
+        app.post(
+            &agent,
+            &format!("/api/v1/referrals/{id}/validate"),
+            json!({})
+        )
+        .await
+        .status(),
+        403
+    );
+    let returned = app
+        .post(
+            &referent,
+            &format!("/api/v1/referrals/{id}/return"),
+            json!({"comment": "Joindre le PV"}),
+        )
+        .await;
+    assert_eq!(json_of(returned).await["status"], "draft");
+    app.post(&agent, &format!("/api/v1/referrals/{id}/submit"), json!({}))
+        .await;
+    let validated = json_of(
+        app.post(
+            &referent,
+            &format!("/api/v1/referrals/{id}/validate"),
+            json!({}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(validated["referral"]["status"], "submitted");
+    assert!(validated["receipt"]["verification_code"].is_string());
+
+    let request = app
+        .post(
+            &clerk,
+            &format!("/api/v1/referrals/{id}/request-complement"),
+            json!({"message": "Merci de joindre le rapport"}),
+        )
+        .await;
+    assert_eq!(json_of(request).await["status"], "complement_requested");
+    let messages = json_of(
+        app.get(&agent, &format!("/api/v1/referrals/{id}/messages"))
+            .await,
+    )
+    .await;
+    assert_eq!(messages["items"][0]["body"], "Merci de joindre le rapport");
+    let answered = json_of(
+        app.post(
+            &agent,
+            &format!("/api/v1/referrals/{id}/complement"),
+            json!({"message": "Rapport joint"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(answered["status"], "submitted", "back where it was");
+    let withdrawn = json_of(
+        app.post(
+            &agent,
+            &format!("/api/v1/referrals/{id}/withdraw"),
+            json!({}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(withdrawn["status"], "withdrawn");
+}
+
+#[tokio::test]
+async fn transfer_moves_the_referral_to_the_other_parquet() {
+    let app = TestApp::spawn().await;
+    let agent = app.user(&app.administration, "agent").await;
+    let blois = app.user(&app.blois, "clerk").await;
+    let lille = app.user(&app.lille, "clerk").await;
+    let id = app.sent(&agent).await;
+    app.post(
+        &blois,
+        &format!("/api/v1/referrals/{id}/acknowledge"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        app.post(
+            &blois,
+            &format!("/api/v1/referrals/{id}/transfer"),
+            json!({"parquet_id": app.lille.id, "reason": ""})
+        )
+        .await
+        .status(),
+        422
+    );
+    let moved = app
+        .post(
+            &blois,
+            &format!("/api/v1/referrals/{id}/transfer"),
+            json!({"parquet_id": app.lille.id, "reason": "Incompétence territoriale"}),
+        )
+        .await;
+    assert_eq!(moved.status(), 200);
+    assert_eq!(
+        app.get(&blois, &format!("/api/v1/referrals/{id}"))
+            .await
+            .status(),
+        404
+    );
+    let received = json_of(app.get(&lille, &format!("/api/v1/referrals/{id}")).await).await;
+    assert_eq!(received["status"], "submitted");
+    assert_eq!(
+        received["acknowledged_at"],
+        Value::Null,
+        "the new parquet receives it as new"
+    );
+    let seen = json_of(
+        app.get(&agent, &format!("/api/v1/referrals/{id}/events"))
+            .await,
+    )
+    .await;
+    assert!(seen
+        .as_array()
+        .expect("events")
+        .iter()
+        .any(|e| e["type"] == "transferred"
+            && e["summary"].as_str().is_some_and(|s| s.contains("Lille"))));
+}

@@ -1,0 +1,182 @@
+//! The pages, as a browser without JavaScript uses them.
+
+use super::{TestApp, PASSWORD};
+
+async fn login(app: &TestApp, email: &str) -> String {
+    let response = app
+        .client
+        .post(app.url("/connexion"))
+        .form(&[("email", email), ("password", PASSWORD)])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(response.status(), 303);
+    let cookie = response.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .to_string();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"));
+    cookie.split(';').next().expect("pair").to_string()
+}
+
+#[tokio::test]
+async fn login_list_referral_and_logout() {
+    let app = TestApp::spawn().await;
+    let agent = app.user(&app.administration, "agent").await;
+    let id = app.sent(&agent).await;
+
+    assert_eq!(
+        app.client
+            .get(app.url("/saisines"))
+            .send()
+            .await
+            .expect("anon")
+            .status(),
+        303,
+        "anonymous visitors are sent to the login page"
+    );
+    let wrong = app
+        .client
+        .post(app.url("/connexion"))
+        .form(&[("email", agent.user.email.as_str()), ("password", "faux")])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(wrong.status(), 401);
+    assert!(wrong.text().await.expect("html").contains("incorrect"));
+
+    let cookie = login(&app, &agent.user.email).await;
+    let second = login(&app, &agent.user.email).await;
+    assert_ne!(cookie, second, "every login gets a new session id");
+    let list = app
+        .client
+        .get(app.url("/saisines"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(list.status(), 200);
+    let csp = list.headers()["content-security-policy"]
+        .to_str()
+        .expect("csp")
+        .to_string();
+    assert!(
+        csp.contains("script-src 'self'")
+            && csp.contains("frame-ancestors 'none'")
+            && !csp.contains("unsafe-inline")
+    );
+    let html = list.text().await.expect("html");
+    assert!(
+        html.contains("Mes saisines") && html.contains("Tromperie sur l&#39;origine des viandes")
+            || html.contains("Tromperie sur l&#x27;origine des viandes"),
+        "{html}"
+    );
+
+    let page = app
+        .client
+        .get(app.url(&format!("/saisines/{id}")))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("html");
+    assert!(
+        html.contains("Transmise")
+            && html.contains("Parquet du tribunal judiciaire de Blois")
+            && html.contains("accuse-reception.pdf")
+    );
+    let receipt = app
+        .client
+        .get(app.url(&format!("/saisines/{id}/accuse-reception.pdf")))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("pdf");
+    assert!(receipt.bytes().await.expect("pdf").starts_with(b"%PDF-"));
+
+    let outsider = app.user(&app.other_administration, "agent").await;
+    let other_cookie = login(&app, &outsider.user.email).await;
+    let hidden = app
+        .client
+        .get(app.url(&format!("/saisines/{id}")))
+        .header("cookie", &other_cookie)
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(hidden.status(), 404);
+    assert!(hidden.text().await.expect("html").contains("Introuvable"));
+
+    let forged = app
+        .client
+        .post(app.url("/deconnexion"))
+        .header("cookie", &cookie)
+        .form(&[("csrf_token", "forged")])
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(
+        forged.status(),
+        403,
+        "logout without the CSRF token is refused"
+    );
+    assert_eq!(
+        app.client
+            .get(app.url("/saisines"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .expect("still in")
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn public_verify_page_confirms_without_personal_data() {
+    let app = TestApp::spawn().await;
+    let agent = app.user(&app.administration, "agent").await;
+    let id = app.sent(&agent).await;
+    let referral = app
+        .store
+        .referral(id.parse().expect("uuid"))
+        .await
+        .expect("load")
+        .expect("exists");
+    let code = referral.row.verification_code.expect("code");
+    let page = app
+        .client
+        .get(app.url(&format!("/verify?code={}", code.to_lowercase())))
+        .send()
+        .await
+        .expect("verify");
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("html");
+    assert!(
+        html.contains("authentique")
+            && html.contains(referral.row.reference.as_deref().expect("reference"))
+    );
+    assert!(!html.contains("Boucherie") && !html.contains(&agent.user.display_name));
+    let unknown = app
+        .client
+        .get(app.url("/verify?code=AAAA-AAAA-AAAA"))
+        .send()
+        .await
+        .expect("verify");
+    assert_eq!(unknown.status(), 404);
+    assert!(unknown.text().await.expect("html").contains("Code inconnu"));
+    let health = app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .expect("ready");
+    assert_eq!(health.status(), 200);
+    let css = app
+        .client
+        .get(app.url("/assets/dsfr/dsfr.min.css"))
+        .send()
+        .await
+        .expect("css");
+    assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
+}
