@@ -6,6 +6,8 @@ set -euo pipefail
 dir=${1:-/tmp/infoparquet-pg}
 port=${2:-55432}
 bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+# The postgres user may not enter the caller's private directory.
+cd /
 run_as=()
 if [ "$(id -u)" = 0 ]; then
   id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres

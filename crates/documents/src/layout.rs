@@ -348,8 +348,31 @@ impl PdfDocument {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// The text a PDF reader extracts (poppler's pdftotext): proves the PDF renders as text.
+    pub fn extract_text(pdf: &[u8]) -> String {
+        use std::io::Write;
+        let mut child = std::process::Command::new("pdftotext")
+            .args(["-layout", "-", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("pdftotext (Debian's poppler-utils) must be installed");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(pdf)
+            .expect("write");
+        let output = child.wait_with_output().expect("pdftotext");
+        assert!(
+            output.status.success(),
+            "pdftotext failed: the PDF is broken"
+        );
+        String::from_utf8_lossy(&output.stdout).to_string()
+    }
 
     #[test]
     fn wraps_long_text_and_long_words() {

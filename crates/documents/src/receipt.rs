@@ -199,9 +199,42 @@ mod tests {
             verification_code: "ABCD-EFGH-JKLM".into(),
             verification_url: "http://127.0.0.1:8080/verify".into(),
         };
-        let pdf = receipt_pdf(&data);
-        let text = String::from_utf8_lossy(&pdf);
-        assert!(text.contains(&"ab".repeat(20)), "hash printed");
-        assert!(text.contains("ABCD-EFGH-JKLM"));
+        let text = crate::layout::tests::extract_text(&receipt_pdf(&data));
+        assert!(
+            text.contains(&"ab".repeat(32)),
+            "hash printed whole: {text}"
+        );
+        assert!(
+            text.contains("Code de vérification : ABCD-EFGH-JKLM"),
+            "{text}"
+        );
+        assert!(
+            text.contains("DDPP de Loir-et-Cher (SIRET 13002526500013)"),
+            "{text}"
+        );
+        assert!(text.contains("1. pv.pdf — 2.0 ko"), "{text}");
+    }
+
+    #[test]
+    fn dismissal_notice_states_reason_and_appeal() {
+        let data = DecisionNoticeData {
+            reference: "IP-2026-000001".into(),
+            parquet_number: Some("26109000001".into()),
+            parquet: "Parquet du tribunal judiciaire de Blois".into(),
+            sender_organisation: "DDPP".into(),
+            title: "Tromperie".into(),
+            decided_at: Utc::now(),
+            notice_title: "Avis de classement sans suite".into(),
+            decision: "le classement sans suite de la procédure".into(),
+            reason: Some("21 — Infraction insuffisamment caractérisée".into()),
+            comment: None,
+            is_dismissal: true,
+        };
+        let text = crate::layout::tests::extract_text(&decision_notice_pdf(&data));
+        assert!(
+            text.contains("Motif : 21 — Infraction insuffisamment caractérisée"),
+            "{text}"
+        );
+        assert!(text.contains("article 40-3"), "{text}");
     }
 }

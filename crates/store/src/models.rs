@@ -225,11 +225,27 @@ pub struct ReferralFilter {
     pub sent_only: bool,
     pub assigned_to: Option<Uuid>,
     pub status: Option<String>,
+    /// Any of these statuses (tabs of the inbox).
+    pub statuses: Vec<String>,
     pub urgency: Option<String>,
+    /// Only urgent and immediate referrals.
+    pub urgent_only: bool,
     pub query: Option<String>,
     /// Keyset pagination: only referrals created strictly before this (created_at, id).
     pub before: Option<(DateTime<Utc>, Uuid)>,
+    pub order: ListOrder,
+    /// Offset paging, for pages whose order is not the creation order.
+    pub offset: i64,
     pub limit: i64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ListOrder {
+    /// Newest first (the sender's list, the API).
+    #[default]
+    Newest,
+    /// The parquet's inbox: immediate, then urgent, then oldest sent first.
+    Inbox,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]

@@ -1,8 +1,8 @@
 //! Referrals, their parties, offences, attachments, timeline and messages.
 
 use crate::{
-    on_pool, ActorInfo, Attachment, Event, Message, NewEvent, Organisation, Party, Referral,
-    ReferralContent, ReferralFilter, ReferralRow, ReferralSummary, ReferralUpdate, Store,
+    on_pool, ActorInfo, Attachment, Event, ListOrder, Message, NewEvent, Organisation, Party,
+    Referral, ReferralContent, ReferralFilter, ReferralRow, ReferralSummary, ReferralUpdate, Store,
     StoreError, StoreResult,
 };
 use chrono::{DateTime, Utc};
@@ -74,6 +74,60 @@ macro_rules! write_event {
         .bind(&$event.summary)
         .execute(&mut *$tx)
         .await?;
+    }};
+}
+
+/// The WHERE clauses of a referral filter, shared by lists and counts.
+macro_rules! push_filter {
+    ($q:expr, $filter:expr) => {{
+        let filter = $filter;
+        if let Some(id) = filter.administration_id {
+            $q.push(" AND r.administration_id = ").push_bind(id);
+        }
+        if let Some(id) = filter.author_id {
+            $q.push(" AND r.author_id = ").push_bind(id);
+        }
+        if let Some(id) = filter.parquet_id {
+            $q.push(" AND r.parquet_id = ").push_bind(id);
+        }
+        if filter.sent_only {
+            $q.push(" AND r.status NOT IN ('draft', 'awaiting_validation')");
+        }
+        if let Some(id) = filter.assigned_to {
+            $q.push(" AND r.assigned_to = ").push_bind(id);
+        }
+        if let Some(status) = &filter.status {
+            $q.push(" AND r.status = ").push_bind(status.clone());
+        }
+        if !filter.statuses.is_empty() {
+            $q.push(" AND r.status IN (");
+            let mut separated = $q.separated(", ");
+            for status in &filter.statuses {
+                separated.push_bind(status.clone());
+            }
+            $q.push(")");
+        }
+        if let Some(urgency) = &filter.urgency {
+            $q.push(" AND r.urgency = ").push_bind(urgency.clone());
+        }
+        if filter.urgent_only {
+            $q.push(" AND r.urgency IN ('urgent', 'immediate')");
+        }
+        if let Some(text) = filter.query.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+            let pattern = format!("%{}%", text.to_lowercase().replace(['%', '_'], ""));
+            $q.push(" AND (LOWER(r.title) LIKE ").push_bind(pattern.clone());
+            $q.push(" OR LOWER(COALESCE(r.reference, '')) LIKE ").push_bind(pattern.clone());
+            $q.push(" OR LOWER(COALESCE(r.administration_reference, '')) LIKE ").push_bind(pattern.clone());
+            $q.push(" OR LOWER(r.facts) LIKE ").push_bind(pattern.clone());
+            $q.push(" OR EXISTS (SELECT 1 FROM parties x WHERE x.referral_id = r.id AND LOWER(COALESCE(x.last_name, '') || ' ' || COALESCE(x.name, '') || ' ' || COALESCE(x.siret, '')) LIKE ").push_bind(pattern);
+            $q.push("))");
+        }
+        if let Some((created_at, id)) = filter.before {
+            $q.push(" AND (r.created_at < ").push_bind(created_at);
+            $q.push(" OR (r.created_at = ").push_bind(created_at);
+            $q.push(" AND r.id < ").push_bind(id);
+            $q.push("))");
+        }
     }};
 }
 
@@ -237,7 +291,7 @@ impl Store {
         }
     }
 
-    /// Referrals within the filter's scope, newest first, keyset-paginated.
+    /// Referrals within the filter's scope, in the filter's order.
     pub async fn list_referrals(
         &self,
         filter: &ReferralFilter,
@@ -248,43 +302,31 @@ impl Store {
                  r.parquet_id, p.name AS parquet_name, r.created_at, r.submitted_at, r.acknowledged_at, r.registered_at, r.limitation_date \
                  FROM referrals r JOIN organisations a ON a.id = r.administration_id LEFT JOIN organisations p ON p.id = r.parquet_id WHERE 1 = 1",
             );
-            if let Some(id) = filter.administration_id {
-                q.push(" AND r.administration_id = ").push_bind(id);
+            push_filter!(q, filter);
+            match filter.order {
+                ListOrder::Newest => {
+                    q.push(" ORDER BY r.created_at DESC, r.id DESC");
+                }
+                ListOrder::Inbox => {
+                    q.push(" ORDER BY CASE r.urgency WHEN 'immediate' THEN 0 WHEN 'urgent' THEN 1 ELSE 2 END, r.submitted_at, r.id");
+                }
             }
-            if let Some(id) = filter.author_id {
-                q.push(" AND r.author_id = ").push_bind(id);
+            q.push(" LIMIT ").push_bind(filter.limit.clamp(1, 1000));
+            if filter.offset > 0 {
+                q.push(" OFFSET ").push_bind(filter.offset);
             }
-            if let Some(id) = filter.parquet_id {
-                q.push(" AND r.parquet_id = ").push_bind(id);
-            }
-            if filter.sent_only {
-                q.push(" AND r.status NOT IN ('draft', 'awaiting_validation')");
-            }
-            if let Some(id) = filter.assigned_to {
-                q.push(" AND r.assigned_to = ").push_bind(id);
-            }
-            if let Some(status) = &filter.status {
-                q.push(" AND r.status = ").push_bind(status.clone());
-            }
-            if let Some(urgency) = &filter.urgency {
-                q.push(" AND r.urgency = ").push_bind(urgency.clone());
-            }
-            if let Some(text) = filter.query.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
-                let pattern = format!("%{}%", text.to_lowercase().replace(['%', '_'], ""));
-                q.push(" AND (LOWER(r.title) LIKE ").push_bind(pattern.clone());
-                q.push(" OR LOWER(COALESCE(r.reference, '')) LIKE ").push_bind(pattern.clone());
-                q.push(" OR LOWER(COALESCE(r.administration_reference, '')) LIKE ").push_bind(pattern.clone());
-                q.push(" OR LOWER(r.facts) LIKE ").push_bind(pattern);
-                q.push(")");
-            }
-            if let Some((created_at, id)) = filter.before {
-                q.push(" AND (r.created_at < ").push_bind(created_at);
-                q.push(" OR (r.created_at = ").push_bind(created_at);
-                q.push(" AND r.id < ").push_bind(id);
-                q.push("))");
-            }
-            q.push(" ORDER BY r.created_at DESC, r.id DESC LIMIT ").push_bind(filter.limit.clamp(1, 1000));
             Ok::<_, sqlx::Error>(q.build_query_as().fetch_all(pool).await?)
+        })
+        .map_err(StoreError::from)
+    }
+
+    /// How many referrals match the filter (paging and limits ignored).
+    pub async fn count_matching(&self, filter: &ReferralFilter) -> StoreResult<i64> {
+        on_pool!(self, |pool, Db| {
+            let mut q =
+                sqlx::QueryBuilder::<Db>::new("SELECT COUNT(*) FROM referrals r WHERE 1 = 1");
+            push_filter!(q, filter);
+            Ok::<_, sqlx::Error>(q.build_query_scalar().fetch_one(pool).await?)
         })
         .map_err(StoreError::from)
     }

@@ -1,7 +1,9 @@
 //! Server-rendered DSFR pages. Every essential action is a plain HTML form: JavaScript is never
 //! required.
 
+mod actions;
 pub mod documents;
+mod draft;
 mod referral;
 
 use crate::auth::{self, MaybeSessionUser, SessionUser};
@@ -24,6 +26,8 @@ pub fn routes() -> Router<AppState> {
         .route("/deconnexion", post(logout))
         .route("/verify", get(verify))
         .merge(referral::routes())
+        .merge(actions::routes())
+        .merge(draft::routes())
 }
 
 /// Renders a template; a template failure is an internal error page.

@@ -8,11 +8,10 @@ use crate::service::ReferralService;
 use crate::AppState;
 use askama::Template;
 use axum::extract::{Path, Query, State};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use chrono::Utc;
-use domain::permissions::Audience;
 use domain::referral::Kind;
 use domain::{Status, Urgency};
 use serde::Deserialize;
@@ -178,11 +177,15 @@ pub struct ReferralDisplay {
 #[template(path = "referral.html")]
 struct ReferralPage {
     layout: Layout,
+    csrf: String,
+    is_sender: bool,
     r: ReferralDisplay,
+    actions: ActionForms,
     events: Vec<(String, String, String)>,
     messages: Vec<(String, String)>,
     flash: Option<String>,
     error: Option<String>,
+    field_errors: Vec<String>,
 }
 
 fn human_size(size: i64) -> String {
@@ -330,21 +333,132 @@ async fn display(
     })
 }
 
-async fn show(
-    State(state): State<AppState>,
-    user: SessionUser,
-    Path(id): Path<String>,
+/// Which forms the referral page offers: exactly the actions the transition table allows.
+#[derive(Default)]
+pub struct ActionForms {
+    pub acknowledge: bool,
+    pub register: bool,
+    pub assign: bool,
+    pub request_complement: bool,
+    pub answer_complement: bool,
+    pub open_investigation: bool,
+    pub transfer: bool,
+    pub decide: bool,
+    pub measure_outcome: bool,
+    pub judgement: bool,
+    pub appeal: bool,
+    pub close: bool,
+    pub withdraw: bool,
+    pub validate: bool,
+    pub edit: bool,
+    pub add_attachment: bool,
+    pub message: bool,
+    pub note: bool,
+    pub prosecutors: Vec<(Uuid, String, bool)>,
+    pub parquets: Vec<(Uuid, String)>,
+    pub reasons: Vec<(String, String)>,
+    pub measures: Vec<(&'static str, &'static str)>,
+    pub modes: Vec<(&'static str, &'static str)>,
+    pub outcomes: Vec<(&'static str, &'static str)>,
+}
+
+async fn action_forms(
+    state: &AppState,
+    user: &SessionUser,
+    referral: &store::Referral,
+) -> Result<ActionForms, AppError> {
+    use domain::referral::{
+        available_actions, AlternativeMeasureKind, JudgementOutcome, ProsecutionMode,
+    };
+    use domain::Action;
+    let status = Status::parse(&referral.row.status).unwrap_or(Status::Draft);
+    let role = user.current.role;
+    let allowed = available_actions(status, role);
+    let can = |action: Action| allowed.contains(&action);
+    let mut forms = ActionForms {
+        acknowledge: can(Action::Acknowledge) && referral.row.acknowledged_at.is_none(),
+        register: can(Action::Register),
+        assign: can(Action::Assign),
+        request_complement: can(Action::RequestComplement),
+        answer_complement: can(Action::AnswerComplement),
+        open_investigation: can(Action::OpenInvestigation),
+        transfer: can(Action::Transfer),
+        decide: can(Action::DecideDismissal),
+        measure_outcome: can(Action::RecordMeasureSuccess),
+        judgement: can(Action::RecordJudgement),
+        appeal: can(Action::RecordAppeal),
+        close: can(Action::Close),
+        withdraw: can(Action::Withdraw),
+        validate: can(Action::Validate),
+        edit: can(Action::Edit),
+        add_attachment: can(Action::AddAttachment),
+        message: can(Action::PostMessage),
+        note: can(Action::AddNote),
+        ..Default::default()
+    };
+    if forms.assign {
+        forms.prosecutors = state
+            .store
+            .users_of_organisation(user.current.organisation.id)
+            .await?
+            .into_iter()
+            .filter(|u| u.role == "prosecutor" && u.active)
+            .map(|u| (u.id, u.display_name, referral.row.assigned_to == Some(u.id)))
+            .collect();
+    }
+    if forms.transfer {
+        forms.parquets = state
+            .store
+            .parquets()
+            .await?
+            .into_iter()
+            .filter(|p| Some(p.id) != referral.row.parquet_id)
+            .map(|p| (p.id, p.name))
+            .collect();
+    }
+    if forms.decide {
+        forms.reasons = state
+            .store
+            .dismissal_reasons()
+            .await?
+            .into_iter()
+            .map(|r| (r.code, r.label))
+            .collect();
+        forms.measures = AlternativeMeasureKind::ALL
+            .iter()
+            .map(|m| (m.as_str(), m.label_fr()))
+            .collect();
+    }
+    if forms.decide || forms.measure_outcome {
+        forms.modes = ProsecutionMode::ALL
+            .iter()
+            .map(|m| (m.as_str(), m.label_fr()))
+            .collect();
+    }
+    if forms.judgement || forms.appeal {
+        forms.outcomes = JudgementOutcome::ALL
+            .iter()
+            .map(|o| (o.as_str(), o.label_fr()))
+            .collect();
+    }
+    Ok(forms)
+}
+
+/// Renders the referral page, with an optional confirmation or error.
+pub async fn referral_page(
+    state: &AppState,
+    user: &SessionUser,
+    id: Uuid,
+    flash: Option<String>,
+    error: Option<&AppError>,
 ) -> Result<Response, PageError> {
-    let service = ReferralService::new(&state, &user.current);
-    let id = parse_id(&id)?;
+    let service = ReferralService::new(state, &user.current);
     let referral = service.load(id).await?;
     let role = user.current.role;
-    let events = state
-        .store
+    let events = service
         .events(id)
         .await?
         .into_iter()
-        .filter(|e| Audience::parse(&e.audience).is_some_and(|a| a.visible_to(role)))
         .map(|e| {
             (
                 paris_datetime(e.at),
@@ -376,14 +490,42 @@ async fn show(
         })
         .collect();
     let page = ReferralPage {
-        layout: Layout::of(&user, "list"),
-        r: display(&state, &referral).await?,
+        layout: Layout::of(user, "list"),
+        csrf: user.csrf_token.clone(),
+        is_sender: role.is_sender(),
+        r: display(state, &referral).await?,
+        actions: action_forms(state, user, &referral).await?,
         events,
         messages,
-        flash: None,
-        error: None,
+        flash,
+        error: error.map(|e| e.to_string()),
+        field_errors: error
+            .map(|e| e.field_errors().iter().map(|f| f.message.clone()).collect())
+            .unwrap_or_default(),
     };
-    Ok(render(&page))
+    let status = error
+        .map(AppError::status)
+        .unwrap_or(axum::http::StatusCode::OK);
+    Ok((status, render(&page)).into_response())
+}
+
+#[derive(Deserialize)]
+struct ShowQuery {
+    fait: Option<String>,
+}
+
+async fn show(
+    State(state): State<AppState>,
+    user: SessionUser,
+    Path(id): Path<String>,
+    Query(query): Query<ShowQuery>,
+) -> Result<Response, PageError> {
+    let flash = query
+        .fait
+        .as_deref()
+        .and_then(super::actions::confirmation)
+        .map(str::to_string);
+    referral_page(&state, &user, parse_id(&id)?, flash, None).await
 }
 
 async fn receipt_pdf(
