@@ -250,3 +250,50 @@ impl Store {
         Ok(())
     }
 }
+
+/// A list filter saved by a user under a name.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
+pub struct SavedFilter {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub name: String,
+    pub query: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Store {
+    pub async fn save_filter(&self, filter: &SavedFilter) -> StoreResult<()> {
+        let sql = "INSERT INTO saved_filters (id, user_id, name, query, created_at) VALUES ($1, $2, $3, $4, $5)";
+        on_pool!(self, |pool| sqlx::query(sql)
+            .bind(filter.id)
+            .bind(filter.user_id)
+            .bind(&filter.name)
+            .bind(&filter.query)
+            .bind(filter.created_at)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    pub async fn saved_filters(&self, user_id: Uuid) -> StoreResult<Vec<SavedFilter>> {
+        let sql = "SELECT id, user_id, name, query, created_at FROM saved_filters WHERE user_id = $1 ORDER BY name";
+        Ok(on_pool!(self, |pool| sqlx::query_as(sql)
+            .bind(user_id)
+            .fetch_all(pool)
+            .await)?)
+    }
+
+    /// Deletes one of the user's own filters; another user's id deletes nothing.
+    pub async fn delete_saved_filter(&self, user_id: Uuid, id: Uuid) -> StoreResult<bool> {
+        let deleted = on_pool!(self, |pool| sqlx::query(
+            "DELETE FROM saved_filters WHERE id = $1 AND user_id = $2"
+        )
+        .bind(id)
+        .bind(user_id)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(deleted > 0)
+    }
+}

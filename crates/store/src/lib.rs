@@ -3,6 +3,7 @@
 //! both backends, so both stay in step and the compiler checks each expansion.
 
 mod accounts;
+pub use accounts::SavedFilter;
 mod models;
 mod reference;
 mod referrals;
@@ -142,6 +143,17 @@ impl Store {
             .execute(pool)
             .await
             .map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Folds SQLite's write-ahead log into the database file, so that the file alone is a
+    /// complete copy (backups, test templates). Nothing to do on PostgreSQL.
+    pub async fn checkpoint(&self) -> StoreResult<()> {
+        if let Pool::Sqlite(pool) = &self.pool {
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(pool)
+                .await?;
+        }
         Ok(())
     }
 

@@ -213,6 +213,8 @@ pub struct ReferralSummary {
     pub acknowledged_at: Option<DateTime<Utc>>,
     pub registered_at: Option<DateTime<Utc>>,
     pub limitation_date: Option<NaiveDate>,
+    pub assigned_to: Option<Uuid>,
+    pub parquet_departement: Option<String>,
 }
 
 /// Which referrals a list may contain (the caller's scope) and which it should (the filters).
@@ -231,6 +233,13 @@ pub struct ReferralFilter {
     /// Only urgent and immediate referrals.
     pub urgent_only: bool,
     pub query: Option<String>,
+    /// Offence gravity: "crime", "delit" or "contravention" (any offence of the referral).
+    pub gravity: Option<String>,
+    /// Only referrals whose limitation date falls on or before this day.
+    pub limitation_before: Option<NaiveDate>,
+    /// Sent (or, for drafts, created) within this period.
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
     /// Keyset pagination: only referrals created strictly before this (created_at, id).
     pub before: Option<(DateTime<Utc>, Uuid)>,
     pub order: ListOrder,

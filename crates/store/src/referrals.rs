@@ -122,6 +122,25 @@ macro_rules! push_filter {
             $q.push(" OR EXISTS (SELECT 1 FROM parties x WHERE x.referral_id = r.id AND LOWER(COALESCE(x.last_name, '') || ' ' || COALESCE(x.name, '') || ' ' || COALESCE(x.siret, '')) LIKE ").push_bind(pattern);
             $q.push("))");
         }
+        if let Some(gravity) = &filter.gravity {
+            let pattern = match gravity.as_str() {
+                "crime" => "crime%",
+                "delit" => "d_lit%",
+                _ => "contravention%",
+            };
+            $q.push(" AND EXISTS (SELECT 1 FROM referral_offences ro JOIN offences o ON o.code = ro.code WHERE ro.referral_id = r.id AND LOWER(o.nature) LIKE ")
+                .push_bind(pattern);
+            $q.push(")");
+        }
+        if let Some(day) = filter.limitation_before {
+            $q.push(" AND r.limitation_date <= ").push_bind(day);
+        }
+        if let Some(from) = filter.from {
+            $q.push(" AND COALESCE(r.submitted_at, r.created_at) >= ").push_bind(from);
+        }
+        if let Some(to) = filter.to {
+            $q.push(" AND COALESCE(r.submitted_at, r.created_at) < ").push_bind(to);
+        }
         if let Some((created_at, id)) = filter.before {
             $q.push(" AND (r.created_at < ").push_bind(created_at);
             $q.push(" OR (r.created_at = ").push_bind(created_at);
@@ -299,7 +318,8 @@ impl Store {
         on_pool!(self, |pool, Db| {
             let mut q = sqlx::QueryBuilder::<Db>::new(
                 "SELECT r.id, r.reference, r.status, r.kind, r.urgency, r.title, r.administration_id, a.name AS administration_name, \
-                 r.parquet_id, p.name AS parquet_name, r.created_at, r.submitted_at, r.acknowledged_at, r.registered_at, r.limitation_date \
+                 r.parquet_id, p.name AS parquet_name, r.created_at, r.submitted_at, r.acknowledged_at, r.registered_at, r.limitation_date, \
+                 r.assigned_to, p.departement AS parquet_departement \
                  FROM referrals r JOIN organisations a ON a.id = r.administration_id LEFT JOIN organisations p ON p.id = r.parquet_id WHERE 1 = 1",
             );
             push_filter!(q, filter);
@@ -531,5 +551,20 @@ impl Store {
         )
         .fetch_one(pool)
         .await)?)
+    }
+}
+
+impl Store {
+    /// The administrations that have sent referrals to a parquet (for the inbox's filter).
+    pub async fn administrations_of_parquet(
+        &self,
+        parquet_id: Uuid,
+    ) -> StoreResult<Vec<(Uuid, String)>> {
+        let sql = "SELECT DISTINCT a.id, a.name FROM referrals r JOIN organisations a ON a.id = r.administration_id \
+                   WHERE r.parquet_id = $1 AND r.status NOT IN ('draft', 'awaiting_validation') ORDER BY a.name";
+        Ok(on_pool!(self, |pool| sqlx::query_as(sql)
+            .bind(parquet_id)
+            .fetch_all(pool)
+            .await)?)
     }
 }

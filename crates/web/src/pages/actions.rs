@@ -40,6 +40,7 @@ pub fn confirmation(action: &str) -> Option<&'static str> {
         "message" => "Message envoyé.",
         "note" => "Note interne ajoutée.",
         "pieces" => "Pièces ajoutées : elles figurent au journal de la saisine.",
+        "filter" => "Filtre enregistré.",
         "awaiting" => "Saisine soumise à la validation de votre référent.",
         _ => return None,
     })

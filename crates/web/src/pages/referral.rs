@@ -20,6 +20,11 @@ use uuid::Uuid;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/saisines", get(list))
+        .route("/saisines/filtres", axum::routing::post(save_filter))
+        .route(
+            "/saisines/filtres/{id}/supprimer",
+            axum::routing::post(delete_filter),
+        )
         .route("/saisines/{id}", get(show))
         .route("/saisines/{id}/accuse-reception.pdf", get(receipt_pdf))
         .route("/saisines/{id}/avis-40-2.pdf", get(notice_pdf))
@@ -40,55 +45,231 @@ pub struct Row {
     urgency_label: &'static str,
     counterpart: String,
     submitted_at: String,
+    received_since: String,
+    deadline: String,
+    overdue: bool,
+}
+
+pub struct Tab {
+    slug: &'static str,
+    label: &'static str,
+    count: i64,
+    current: bool,
 }
 
 #[derive(Template)]
 #[template(path = "list.html")]
 struct ListPage {
     layout: Layout,
+    csrf: String,
     heading: &'static str,
     is_sender: bool,
+    tabs: Vec<Tab>,
+    tab: String,
     query: String,
     status: String,
+    urgency: String,
+    administration: String,
+    prosecutor: String,
+    gravity: String,
+    limitation_months: String,
+    from: String,
+    to: String,
     statuses: Vec<(&'static str, &'static str)>,
+    administrations: Vec<(Uuid, String)>,
+    prosecutors: Vec<(Uuid, String)>,
     rows: Vec<Row>,
+    total: i64,
     next_page: Option<String>,
+    current_query: String,
+    saved: Vec<store::SavedFilter>,
+    flash: Option<&'static str>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct ListQuery {
+    tab: Option<String>,
     q: Option<String>,
     status: Option<String>,
+    urgency: Option<String>,
+    administration: Option<String>,
+    prosecutor: Option<String>,
+    gravity: Option<String>,
+    limitation_months: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
     page: Option<u32>,
+    fait: Option<String>,
+}
+
+impl ListQuery {
+    /// The query string that reproduces this filter (for saved filters and paging).
+    fn to_query_string(&self) -> String {
+        let pairs = [
+            ("tab", &self.tab),
+            ("q", &self.q),
+            ("status", &self.status),
+            ("urgency", &self.urgency),
+            ("administration", &self.administration),
+            ("prosecutor", &self.prosecutor),
+            ("gravity", &self.gravity),
+            ("limitation_months", &self.limitation_months),
+            ("from", &self.from),
+            ("to", &self.to),
+        ];
+        pairs
+            .iter()
+            .filter_map(|(k, v)| {
+                v.as_deref()
+                    .filter(|v| !v.trim().is_empty())
+                    .map(|v| format!("{k}={}", urlencoding::encode(v.trim())))
+            })
+            .collect::<Vec<_>>()
+            .join("&")
+    }
 }
 
 const PAGE_SIZE: i64 = 50;
+const OPEN_STATUSES: [&str; 4] = [
+    "submitted",
+    "registered",
+    "under_investigation",
+    "complement_requested",
+];
+const PARQUET_TABS: [(&str, &str); 5] = [
+    ("a_traiter", "À traiter"),
+    ("urgentes", "Urgentes"),
+    ("complement", "En attente de complément"),
+    ("mes_dossiers", "Mes dossiers"),
+    ("toutes", "Toutes"),
+];
+
+fn apply_tab(filter: &mut store::ReferralFilter, tab: &str, user_id: Uuid) {
+    match tab {
+        "a_traiter" => filter.statuses = vec!["submitted".into()],
+        "urgentes" => {
+            filter.urgent_only = true;
+            filter.statuses = OPEN_STATUSES.iter().map(|s| s.to_string()).collect();
+        }
+        "complement" => filter.statuses = vec!["complement_requested".into()],
+        "mes_dossiers" => filter.assigned_to = Some(user_id),
+        _ => {}
+    }
+}
+
+fn parse_day(text: Option<&str>) -> Option<chrono::DateTime<Utc>> {
+    let day = chrono::NaiveDate::parse_from_str(text?.trim(), "%Y-%m-%d").ok()?;
+    day.and_hms_opt(0, 0, 0).map(|t| t.and_utc())
+}
+
+fn since(at: chrono::DateTime<Utc>, now: chrono::DateTime<Utc>) -> String {
+    let elapsed = now - at;
+    match elapsed.num_minutes() {
+        m if m < 60 => format!("il y a {} min", m.max(0)),
+        m if m < 60 * 48 => format!("il y a {} h", m / 60),
+        m => format!("il y a {} j", m / (60 * 24)),
+    }
+}
 
 async fn list(
     State(state): State<AppState>,
     user: SessionUser,
     Query(query): Query<ListQuery>,
 ) -> Result<Response, PageError> {
-    let mut filter = scope_filter(&user.current)?;
+    let scope = scope_filter(&user.current)?;
+    let is_sender = user.current.role.is_sender();
+    let me = user.current.user.id;
+    let tab = match query.tab.as_deref() {
+        Some(t) if PARQUET_TABS.iter().any(|(slug, _)| *slug == t) && !is_sender => t.to_string(),
+        _ if is_sender => String::new(),
+        _ => "a_traiter".to_string(),
+    };
+    let mut tabs = Vec::new();
+    if !is_sender {
+        for (slug, label) in PARQUET_TABS {
+            let mut counted = scope.clone();
+            apply_tab(&mut counted, slug, me);
+            tabs.push(Tab {
+                slug,
+                label,
+                count: state.store.count_matching(&counted).await?,
+                current: slug == tab,
+            });
+        }
+    }
+    let mut filter = scope.clone();
+    apply_tab(&mut filter, &tab, me);
     let status = query.status.clone().filter(|s| Status::parse(s).is_some());
     filter.status = status.clone();
+    filter.urgency = query
+        .urgency
+        .clone()
+        .filter(|u| Urgency::parse(u).is_some());
     filter.query = query.q.clone();
-    let page = query.page.unwrap_or(1).max(1);
-    // Offset paging by walking pages would be costly; pages keep a bounded depth.
-    filter.limit = PAGE_SIZE * i64::from(page.min(20)) + 1;
-    let mut summaries = state.store.list_referrals(&filter).await?;
-    let skip = (PAGE_SIZE * i64::from(page.min(20) - 1)) as usize;
-    let has_more = summaries.len() as i64 > PAGE_SIZE * i64::from(page.min(20));
-    summaries = summaries
-        .into_iter()
-        .skip(skip)
-        .take(PAGE_SIZE as usize)
-        .collect();
-    let is_sender = user.current.role.is_sender();
+    if let Some(id) = query
+        .administration
+        .as_deref()
+        .and_then(|a| a.parse::<Uuid>().ok())
+    {
+        if filter.administration_id.is_none() {
+            filter.administration_id = Some(id);
+        }
+    }
+    if let Some(id) = query
+        .prosecutor
+        .as_deref()
+        .and_then(|p| p.parse::<Uuid>().ok())
+    {
+        filter.assigned_to = Some(id);
+    }
+    filter.gravity = query
+        .gravity
+        .clone()
+        .filter(|g| ["crime", "delit", "contravention"].contains(&g.as_str()));
+    let now = state.now();
+    if let Some(months) = query
+        .limitation_months
+        .as_deref()
+        .and_then(|m| m.trim().parse::<u32>().ok())
+    {
+        filter.limitation_before = now
+            .date_naive()
+            .checked_add_months(chrono::Months::new(months.min(240)));
+    }
+    filter.from = parse_day(query.from.as_deref());
+    filter.to = parse_day(query.to.as_deref()).map(|d| d + chrono::Duration::days(1));
+    if !is_sender {
+        filter.order = store::ListOrder::Inbox;
+    }
+    let total = state.store.count_matching(&filter).await?;
+    let page = query.page.unwrap_or(1).clamp(1, 10_000);
+    filter.offset = PAGE_SIZE * i64::from(page - 1);
+    filter.limit = PAGE_SIZE;
+    let summaries = state.store.list_referrals(&filter).await?;
+    let policy = domain::calendar::DeadlinePolicy::default();
     let rows = summaries
         .into_iter()
         .map(|s| {
             let status = Status::parse(&s.status).unwrap_or(Status::Draft);
+            let urgency = Urgency::parse(&s.urgency).unwrap_or(Urgency::Normal);
+            let alsace = s
+                .parquet_departement
+                .as_deref()
+                .is_some_and(domain::calendar::is_alsace_moselle);
+            let open = matches!(
+                status,
+                Status::Submitted | Status::Registered | Status::UnderInvestigation
+            );
+            let deadline = s.submitted_at.filter(|_| open).and_then(|sent| {
+                policy.current_deadline(
+                    urgency,
+                    sent,
+                    s.acknowledged_at,
+                    s.registered_at,
+                    status.is_decided(),
+                    alsace,
+                )
+            });
             Row {
                 id: s.id,
                 reference: s.reference.unwrap_or_else(|| "Brouillon".into()),
@@ -99,9 +280,7 @@ async fn list(
                 },
                 status_label: status.label_fr(),
                 status_class: status.badge_class(),
-                urgency_label: Urgency::parse(&s.urgency)
-                    .map(Urgency::label_fr)
-                    .unwrap_or(""),
+                urgency_label: urgency.label_fr(),
                 urgency: s.urgency,
                 counterpart: if is_sender {
                     s.parquet_name.unwrap_or_default()
@@ -112,34 +291,125 @@ async fn list(
                     .submitted_at
                     .map(paris_datetime)
                     .unwrap_or_else(|| "—".into()),
+                received_since: s.submitted_at.map(|at| since(at, now)).unwrap_or_default(),
+                deadline: deadline
+                    .map(|d| paris_datetime(d.due_at))
+                    .unwrap_or_else(|| "—".into()),
+                overdue: deadline.is_some_and(|d| d.due_at < now),
             }
         })
         .collect();
-    let next_page = has_more.then(|| {
-        format!(
-            "/saisines?page={}&status={}&q={}",
-            page + 1,
-            status.clone().unwrap_or_default(),
-            urlencoding::encode(query.q.as_deref().unwrap_or(""))
+    let current_query = query.to_query_string();
+    let next_page = (PAGE_SIZE * i64::from(page) < total)
+        .then(|| format!("/saisines?{current_query}&page={}", page + 1));
+    let (administrations, prosecutors) = if is_sender {
+        (Vec::new(), Vec::new())
+    } else {
+        let organisation = user.current.organisation.id;
+        (
+            state.store.administrations_of_parquet(organisation).await?,
+            state
+                .store
+                .users_of_organisation(organisation)
+                .await?
+                .into_iter()
+                .filter(|u| u.role == "prosecutor")
+                .map(|u| (u.id, u.display_name))
+                .collect(),
         )
-    });
+    };
     Ok(render(&ListPage {
         layout: Layout::of(&user, "list"),
+        csrf: user.csrf_token.clone(),
         heading: if is_sender {
             "Mes saisines"
         } else {
             "Corbeille du parquet"
         },
         is_sender,
-        query: query.q.unwrap_or_default(),
+        tabs,
+        tab,
+        query: query.q.clone().unwrap_or_default(),
         status: status.unwrap_or_default(),
+        urgency: query.urgency.clone().unwrap_or_default(),
+        administration: query.administration.clone().unwrap_or_default(),
+        prosecutor: query.prosecutor.clone().unwrap_or_default(),
+        gravity: query.gravity.clone().unwrap_or_default(),
+        limitation_months: query.limitation_months.clone().unwrap_or_default(),
+        from: query.from.clone().unwrap_or_default(),
+        to: query.to.clone().unwrap_or_default(),
         statuses: Status::ALL
             .iter()
             .map(|s| (s.as_str(), s.label_fr()))
             .collect(),
+        administrations,
+        prosecutors,
         rows,
+        total,
         next_page,
+        current_query,
+        saved: state.store.saved_filters(me).await?,
+        flash: query.fait.as_deref().and_then(super::actions::confirmation),
     }))
+}
+
+#[derive(Deserialize)]
+struct SaveFilterForm {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    query: String,
+}
+
+async fn save_filter(
+    State(state): State<AppState>,
+    user: SessionUser,
+    axum::Form(form): axum::Form<SaveFilterForm>,
+) -> Result<Response, PageError> {
+    user.check_csrf(&form.csrf_token)?;
+    let name = form.name.trim();
+    if name.is_empty() || name.chars().count() > 80 {
+        return Err(AppError::invalid(
+            "name",
+            "Donnez un nom court (80 caractères au plus) à ce filtre.",
+        )
+        .into());
+    }
+    // Only a query string of this page is kept: never a URL elsewhere.
+    let query = form.query.trim().trim_start_matches('?').to_string();
+    if query.len() > 1000 || query.contains("://") {
+        return Err(AppError::invalid("query", "Filtre invalide.").into());
+    }
+    state
+        .store
+        .save_filter(&store::SavedFilter {
+            id: Uuid::now_v7(),
+            user_id: user.current.user.id,
+            name: name.to_string(),
+            query: query.clone(),
+            created_at: state.now(),
+        })
+        .await?;
+    Ok(axum::response::Redirect::to(&format!("/saisines?{query}&fait=filter")).into_response())
+}
+
+async fn delete_filter(
+    State(state): State<AppState>,
+    user: SessionUser,
+    Path(id): Path<String>,
+    axum::Form(form): axum::Form<super::CsrfForm>,
+) -> Result<Response, PageError> {
+    user.check_csrf(&form.csrf_token)?;
+    if !state
+        .store
+        .delete_saved_filter(user.current.user.id, parse_id(&id)?)
+        .await?
+    {
+        return Err(AppError::NotFound.into());
+    }
+    Ok(axum::response::Redirect::to("/saisines").into_response())
 }
 
 pub struct AttachmentRow {

@@ -29,6 +29,7 @@ async fn template_database() -> PathBuf {
                 .expect("template");
             store.migrate().await.expect("migrate");
             store.load_reference_data().await.expect("reference");
+            store.checkpoint().await.expect("checkpoint");
             store.close().await;
             (dir, path)
         })
@@ -62,13 +63,7 @@ impl TestApp {
     pub async fn spawn() -> TestApp {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("app.db");
-        let template = template_database().await;
-        std::fs::copy(&template, &db).expect("copy template");
-        // The last writes may still sit in the write-ahead log.
-        let wal = template.with_extension("db-wal");
-        if wal.exists() {
-            std::fs::copy(&wal, db.with_extension("db-wal")).expect("copy wal");
-        }
+        std::fs::copy(template_database().await, &db).expect("copy template");
         let store = Store::connect(&format!("sqlite:{}", db.display()))
             .await
             .expect("connect");

@@ -180,3 +180,169 @@ async fn public_verify_page_confirms_without_personal_data() {
         .expect("css");
     assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
 }
+
+#[tokio::test]
+async fn inbox_tabs_filters_and_saved_filters() {
+    let app = TestApp::spawn().await;
+    let agent = app.user(&app.administration, "agent").await;
+    let clerk = app.user(&app.blois, "clerk").await;
+    let prosecutor = app.user(&app.blois, "prosecutor").await;
+    let first = app.sent(&agent).await;
+    let _second = app.sent(&agent).await;
+    let urgent = app.draft(&agent).await;
+    app.patch(
+        &agent,
+        &format!("/api/v1/referrals/{urgent}"),
+        serde_json::json!({"urgency": "immediate", "title": "Pollution en cours"}),
+    )
+    .await;
+    app.post(
+        &agent,
+        &format!("/api/v1/referrals/{urgent}/submit"),
+        serde_json::json!({}),
+    )
+    .await;
+    app.post(
+        &clerk,
+        &format!("/api/v1/referrals/{first}/register"),
+        serde_json::json!({"parquet_number": "26109000001"}),
+    )
+    .await;
+    app.post(
+        &clerk,
+        &format!("/api/v1/referrals/{first}/assign"),
+        serde_json::json!({"user_id": prosecutor.user.id}),
+    )
+    .await;
+
+    let cookie = login(&app, &clerk.user.email).await;
+    let html = app
+        .client
+        .get(app.url("/saisines"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("inbox")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        html.contains("À traiter (2)")
+            && html.contains("Urgentes (1)")
+            && html.contains("Toutes (3)"),
+        "{html}"
+    );
+    // Immediate first in the inbox.
+    let pollution = html.find("Pollution en cours").expect("urgent row");
+    let tromperie = html.find("Tromperie").expect("normal row");
+    assert!(pollution < tromperie, "immediate referrals come first");
+
+    let prosecutor_cookie = login(&app, &prosecutor.user.email).await;
+    let mine = app
+        .client
+        .get(app.url("/saisines?tab=mes_dossiers"))
+        .header("cookie", &prosecutor_cookie)
+        .send()
+        .await
+        .expect("mine")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        mine.contains("Mes dossiers (1)") && mine.contains("1 saisine(s)"),
+        "{mine}"
+    );
+
+    let searched = app
+        .client
+        .get(app.url("/saisines?tab=toutes&q=pollution"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("search")
+        .text()
+        .await
+        .expect("html");
+    assert!(searched.contains("1 saisine(s)"), "{searched}");
+    let by_party = app
+        .client
+        .get(app.url("/saisines?tab=toutes&q=boucherie"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("search")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        by_party.contains("3 saisine(s)"),
+        "search covers parties: {by_party}"
+    );
+    let delits = app
+        .client
+        .get(app.url("/saisines?tab=toutes&gravity=crime"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("gravity")
+        .text()
+        .await
+        .expect("html");
+    assert!(delits.contains("0 saisine(s)"), "{delits}");
+
+    // Saving a filter needs the CSRF token; the saved filter is the user's own.
+    let page = app
+        .client
+        .get(app.url("/saisines?tab=toutes&q=pollution"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    let csrf = page
+        .split("name=\"csrf_token\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("csrf")
+        .to_string();
+    let saved = app
+        .client
+        .post(app.url("/saisines/filtres"))
+        .header("cookie", &cookie)
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("name", "Pollutions"),
+            ("query", "tab=toutes&q=pollution"),
+        ])
+        .send()
+        .await
+        .expect("save");
+    assert_eq!(saved.status(), 303);
+    let html = app
+        .client
+        .get(app.url("/saisines"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("inbox")
+        .text()
+        .await
+        .expect("html");
+    assert!(html.contains(">Pollutions</a>"), "{html}");
+    let other = app
+        .client
+        .get(app.url("/saisines"))
+        .header("cookie", &prosecutor_cookie)
+        .send()
+        .await
+        .expect("other")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        !other.contains(">Pollutions</a>"),
+        "saved filters are per user"
+    );
+}
