@@ -25,6 +25,8 @@ pub struct ReceiptData {
     pub attachments: Vec<ReceiptAttachment>,
     pub verification_code: String,
     pub verification_url: String,
+    /// The platform's Ed25519 signature of the receipt's canonical content (base64).
+    pub signature: Option<String>,
 }
 
 fn paris_time(at: DateTime<Utc>) -> String {
@@ -101,6 +103,13 @@ pub fn receipt_pdf(data: &ReceiptData) -> Vec<u8> {
             data.verification_url
         ),
     );
+    if let Some(signature) = &data.signature {
+        doc.push(
+            Style::Body,
+            "Signature électronique de la plateforme (Ed25519) :",
+        );
+        doc.push(Style::Mono, signature.clone());
+    }
     doc.push(
         Style::Small,
         "L'empreinte SHA-256 de chaque pièce permet de prouver qu'un document est identique, à l'octet près, à celui qui a été transmis.",
@@ -124,6 +133,7 @@ pub struct DecisionNoticeData {
     pub reason: Option<String>,
     pub comment: Option<String>,
     pub is_dismissal: bool,
+    pub signature: Option<String>,
 }
 
 pub fn decision_notice_pdf(data: &DecisionNoticeData) -> Vec<u8> {
@@ -167,6 +177,13 @@ pub fn decision_notice_pdf(data: &DecisionNoticeData) -> Vec<u8> {
     if let Some(comment) = data.comment.as_deref().filter(|c| !c.trim().is_empty()) {
         doc.push(Style::Body, format!("Observations : {comment}"));
     }
+    if let Some(signature) = &data.signature {
+        doc.push(
+            Style::Small,
+            "Avis signé électroniquement par la plateforme (Ed25519) :",
+        );
+        doc.push(Style::Mono, signature.clone());
+    }
     if data.is_dismissal {
         doc.push(Style::Heading, "Voie de recours");
         doc.push(
@@ -198,6 +215,7 @@ mod tests {
             }],
             verification_code: "ABCD-EFGH-JKLM".into(),
             verification_url: "http://127.0.0.1:8080/verify".into(),
+            signature: Some("c2lnbmF0dXJl".into()),
         };
         let text = crate::layout::tests::extract_text(&receipt_pdf(&data));
         assert!(
@@ -229,6 +247,7 @@ mod tests {
             reason: Some("21 — Infraction insuffisamment caractérisée".into()),
             comment: None,
             is_dismissal: true,
+            signature: None,
         };
         let text = crate::layout::tests::extract_text(&decision_notice_pdf(&data));
         assert!(

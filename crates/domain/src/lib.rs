@@ -4,6 +4,7 @@
 pub mod calendar;
 pub mod competence;
 pub mod identifiers;
+pub mod integrity;
 pub mod limitation;
 pub mod permissions;
 pub mod referral;

@@ -20,6 +20,9 @@ pub struct Config {
     pub max_upload_bytes: u64,
     /// Send cookies with the Secure flag (set to true behind HTTPS).
     pub secure_cookies: bool,
+    /// Ed25519 signing key (32 bytes, base64). When absent, a key is generated once and kept
+    /// in `DATA_DIR/signing-key`.
+    pub signing_key: Option<String>,
 }
 
 impl Default for Config {
@@ -31,6 +34,7 @@ impl Default for Config {
             public_url: "http://127.0.0.1:8080".into(),
             max_upload_bytes: 1 << 30,
             secure_cookies: false,
+            signing_key: None,
         }
     }
 }

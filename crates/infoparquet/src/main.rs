@@ -66,6 +66,21 @@ enum Command {
         #[command(subcommand)]
         action: TokenCommand,
     },
+    /// The journal (hash-chained log of every action and read).
+    Audit {
+        #[command(subcommand)]
+        action: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the whole chain; names the first altered, missing or reordered entry. Exits with
+    /// status 1 when the chain is broken.
+    Verify,
+    /// Sign the current head of the chain with the platform's key (the server also does it
+    /// every hour).
+    Checkpoint,
 }
 
 #[derive(Subcommand)]
@@ -176,7 +191,38 @@ pub async fn app_state(config: &Config, store: Store) -> anyhow::Result<web::App
             public_url: config.public_url.clone(),
             secure_cookies: config.secure_cookies,
         },
+        load_signer(config)?,
     ))
+}
+
+/// The platform's signing key: from the configuration, or generated once and kept beside the
+/// attachments (readable by the service's user only).
+fn load_signer(config: &Config) -> anyhow::Result<domain::integrity::Signer> {
+    if let Some(key) = &config.signing_key {
+        return domain::integrity::Signer::from_base64(key)
+            .map_err(|e| anyhow::anyhow!("signing_key: {e}"));
+    }
+    let path = config.data_dir.join("signing-key");
+    if path.exists() {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        return domain::integrity::Signer::from_base64(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
+    }
+    std::fs::create_dir_all(&config.data_dir)?;
+    let mut seed = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut seed);
+    let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, seed);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    std::io::Write::write_all(&mut file, encoded.as_bytes())?;
+    tracing::warn!(path = %path.display(), "generated a new signing key; in production set INFOPARQUET__SIGNING_KEY and keep it safe");
+    Ok(domain::integrity::Signer::from_seed(seed))
 }
 
 async fn shutdown_signal() {
@@ -205,6 +251,21 @@ pub async fn serve(config: &Config, state: web::AppState, listen: &str) -> anyho
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
+    // Sign the journal's head every hour, so that outside parties can hold the platform to it.
+    let checkpoints = state.clone();
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            interval.tick().await;
+            if let Err(error) = checkpoints
+                .store
+                .create_audit_checkpoint(&checkpoints.signer, Utc::now())
+                .await
+            {
+                tracing::warn!(%error, "journal checkpoint failed; will retry");
+            }
+        }
+    });
     tracing::info!(address = %listen, database = %config.database_for_display(), "Info Parquet is serving");
     web::serve(listener, state, shutdown_signal()).await?;
     Ok(())
@@ -357,6 +418,39 @@ async fn main() -> anyhow::Result<()> {
             );
             if generated {
                 println!("Generated password (shown once): {password}");
+            }
+            Ok(())
+        }
+        Command::Audit {
+            action: AuditCommand::Verify,
+        } => {
+            let store = open_store(&config).await?;
+            match store.verify_audit_chain().await? {
+                Ok(count) => {
+                    let checkpoints = store.audit_checkpoints().await?;
+                    println!(
+                        "Journal intact: {count} entries chained, {} signed checkpoints agree.",
+                        checkpoints.len()
+                    );
+                    Ok(())
+                }
+                Err(fault) => {
+                    eprintln!("JOURNAL BROKEN: {fault}");
+                    std::process::exit(1);
+                }
+            }
+        }
+        Command::Audit {
+            action: AuditCommand::Checkpoint,
+        } => {
+            let store = open_store(&config).await?;
+            let signer = load_signer(&config)?;
+            match store.create_audit_checkpoint(&signer, Utc::now()).await? {
+                Some(checkpoint) => println!(
+                    "Checkpoint signed at entry {}: {}",
+                    checkpoint.seq, checkpoint.hash
+                ),
+                None => println!("Nothing new to sign."),
             }
             Ok(())
         }

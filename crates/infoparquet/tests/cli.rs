@@ -152,6 +152,27 @@ fn demo_twice_then_tokens_users_and_imports_on_sqlite() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("nothing was changed"));
 
+    let verify = infoparquet(dir.path(), &["audit", "verify"], &[]);
+    assert_success(&verify);
+    assert!(
+        stdout(&verify).contains("Journal intact"),
+        "{}",
+        stdout(&verify)
+    );
+    let checkpoint = infoparquet(dir.path(), &["audit", "checkpoint"], &[]);
+    assert_success(&checkpoint);
+    assert!(
+        stdout(&checkpoint).contains("Checkpoint signed at entry"),
+        "{}",
+        stdout(&checkpoint)
+    );
+    assert!(
+        dir.path().join("data/signing-key").exists(),
+        "a signing key is generated once"
+    );
+    let again = infoparquet(dir.path(), &["audit", "checkpoint"], &[]);
+    assert!(stdout(&again).contains("Nothing new to sign"));
+
     let migrate = infoparquet(dir.path(), &["migrate"], &[]);
     assert_success(&migrate);
     assert!(

@@ -3,16 +3,19 @@
 //! both backends, so both stay in step and the compiler checks each expansion.
 
 mod accounts;
+pub mod audit;
 pub use accounts::SavedFilter;
 mod models;
 mod reference;
 mod referrals;
 
+pub use audit::{AuditCheckpoint, AuditEntry, AuditInput};
 pub use models::*;
 pub use reference::{
     decode_legacy_text, parquet_id_for_court, parse_offences, CompetenceImportError, ImportFailure,
     ReferenceCounts,
 };
+pub use sqlx::types::Json;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -154,6 +157,16 @@ impl Store {
                 .execute(pool)
                 .await?;
         }
+        Ok(())
+    }
+
+    /// Runs raw SQL: only for tests that tamper with the database on purpose.
+    #[doc(hidden)]
+    pub async fn execute_raw_for_tests(&self, sql: &str) -> StoreResult<()> {
+        on_pool!(self, |pool| sqlx::raw_sql(sql)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()))?;
         Ok(())
     }
 

@@ -182,6 +182,8 @@ pub struct ReferralRow {
     pub acknowledged_at: Option<DateTime<Utc>>,
     pub registered_at: Option<DateTime<Utc>>,
     pub decided_at: Option<DateTime<Utc>>,
+    pub receipt_signature: Option<String>,
+    pub notice_signature: Option<String>,
 }
 
 /// A referral with everything attached to it.
@@ -286,7 +288,7 @@ pub struct Message {
 }
 
 /// The person behind an action, as written into the journal.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ActorInfo {
     pub user_id: Option<Uuid>,
     pub name: String,
@@ -311,6 +313,8 @@ pub struct ReferralUpdate {
     pub decision: Option<Decision>,
     pub judgement: Option<Judgement>,
     pub status_before_complement: Option<Option<String>>,
+    pub receipt_signature: Option<String>,
+    pub notice_signature: Option<String>,
     /// A transfer starts the receiving parquet's clock afresh.
     pub clear_parquet_progress: bool,
 }

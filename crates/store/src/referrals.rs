@@ -12,7 +12,7 @@ use uuid::Uuid;
 const REFERRAL_COLUMNS: &str = "id, reference, status, kind, urgency, title, facts, administration_reference, \
     facts_started_on, facts_ended_on, commune_insee, address, administration_id, author_id, parquet_id, competence, \
     competence_reason, assigned_to, parquet_number, limitation_date, decision, judgement, status_before_complement, \
-    verification_code, created_at, updated_at, submitted_at, acknowledged_at, registered_at, decided_at";
+    verification_code, created_at, updated_at, submitted_at, acknowledged_at, registered_at, decided_at, receipt_signature, notice_signature";
 
 const ATTACHMENT_COLUMNS: &str =
     "id, referral_id, filename, media_type, size, sha256, kind, storage_key, uploaded_by, uploaded_at";
@@ -74,6 +74,14 @@ macro_rules! write_event {
         .bind(&$event.summary)
         .execute(&mut *$tx)
         .await?;
+        let audit = $crate::audit::AuditInput {
+            at: $at,
+            actor: $actor.clone(),
+            action: format!("referral.{}", $event.event_type),
+            target: format!("referral:{}", $id),
+            detail: $event.summary.clone(),
+        };
+        $crate::audit::append_audit!($tx, &audit);
     }};
 }
 
@@ -387,6 +395,8 @@ impl Store {
             set!("assigned_to", update.assigned_to);
             set!("decision", update.decision.clone().map(Json));
             set!("judgement", update.judgement.clone().map(Json));
+            set!("receipt_signature", update.receipt_signature.clone());
+            set!("notice_signature", update.notice_signature.clone());
             if let Some(before) = &update.status_before_complement {
                 q.push(", status_before_complement = ")
                     .push_bind(before.clone());

@@ -167,6 +167,7 @@ conformance!(
     reference_numbers_are_sequential,
     lists_respect_scope_filters_and_pagination,
     messages_separate_internal_notes,
+    journal_chain_catches_alteration_deletion_and_reordering,
 );
 
 async fn migrations_are_idempotent(store: Store) {
@@ -889,4 +890,124 @@ async fn messages_separate_internal_notes(store: Store) {
         .collect();
     assert_eq!(public, vec!["Bonjour"]);
     assert_eq!(w.store.messages(id, true).await.expect("all").len(), 2);
+}
+
+async fn raw(store: &Store, sql: &str) {
+    store.execute_raw_for_tests(sql).await.expect(sql);
+}
+
+async fn journal_chain_catches_alteration_deletion_and_reordering(store: Store) {
+    use domain::integrity::{verify_signature, ChainFault, Signer};
+    let w = world(store).await;
+    let id = Uuid::now_v7();
+    let now = now();
+    w.store
+        .create_referral(
+            id,
+            w.administration.id,
+            w.agent.id,
+            "draft",
+            &content("J", Some(w.parquet.id)),
+            now,
+            &actor(&w.agent),
+            &event("created"),
+        )
+        .await
+        .expect("create");
+    for i in 0..4 {
+        w.store
+            .audit(&AuditInput {
+                at: now,
+                actor: actor(&w.agent),
+                action: "referral.read".into(),
+                target: format!("referral:{id}"),
+                detail: format!("read {i}"),
+            })
+            .await
+            .expect("audit");
+    }
+    assert_eq!(
+        w.store.verify_audit_chain().await.expect("verify"),
+        Ok(5),
+        "the creation event and four reads"
+    );
+    let entries = w
+        .store
+        .audit_entries_for(&format!("referral:{id}"))
+        .await
+        .expect("entries");
+    assert_eq!(entries.len(), 5);
+    assert_eq!(entries[0].action, "referral.created");
+
+    let signer = Signer::from_seed([3; 32]);
+    let checkpoint = w
+        .store
+        .create_audit_checkpoint(&signer, now)
+        .await
+        .expect("checkpoint")
+        .expect("new");
+    assert_eq!(checkpoint.seq, 5);
+    assert!(verify_signature(
+        &checkpoint.public_key,
+        &AuditCheckpoint::signed_message(checkpoint.seq, &checkpoint.hash, &checkpoint.at),
+        &checkpoint.signature
+    ));
+    assert!(
+        w.store
+            .create_audit_checkpoint(&signer, now)
+            .await
+            .expect("again")
+            .is_none(),
+        "nothing new to sign"
+    );
+
+    // Altered content.
+    raw(
+        &w.store,
+        "UPDATE audit_log SET detail = 'nothing to see' WHERE seq = 3",
+    )
+    .await;
+    assert_eq!(
+        w.store.verify_audit_chain().await.expect("verify"),
+        Err(ChainFault::Altered { seq: 3 })
+    );
+    raw(
+        &w.store,
+        "UPDATE audit_log SET detail = 'read 1' WHERE seq = 3",
+    )
+    .await;
+    assert_eq!(
+        w.store.verify_audit_chain().await.expect("verify"),
+        Ok(5),
+        "restored"
+    );
+
+    // Reordered: two entries swap places.
+    raw(&w.store, "UPDATE audit_log SET seq = 100 WHERE seq = 2").await;
+    raw(&w.store, "UPDATE audit_log SET seq = 2 WHERE seq = 3").await;
+    raw(&w.store, "UPDATE audit_log SET seq = 3 WHERE seq = 100").await;
+    assert!(matches!(
+        w.store.verify_audit_chain().await.expect("verify"),
+        Err(ChainFault::Broken { seq: 2 } | ChainFault::Altered { seq: 2 })
+    ));
+    raw(&w.store, "UPDATE audit_log SET seq = 100 WHERE seq = 2").await;
+    raw(&w.store, "UPDATE audit_log SET seq = 2 WHERE seq = 3").await;
+    raw(&w.store, "UPDATE audit_log SET seq = 3 WHERE seq = 100").await;
+    assert_eq!(
+        w.store.verify_audit_chain().await.expect("verify"),
+        Ok(5),
+        "restored"
+    );
+
+    // Deleted: in the middle, then at the end (the head and the signed checkpoint still know).
+    raw(&w.store, "DELETE FROM audit_log WHERE seq = 4").await;
+    assert_eq!(
+        w.store.verify_audit_chain().await.expect("verify"),
+        Err(ChainFault::Missing { after: 3, found: 5 })
+    );
+    raw(&w.store, "DELETE FROM audit_log WHERE seq = 5").await;
+    assert_eq!(
+        w.store.verify_audit_chain().await.expect("verify"),
+        Err(ChainFault::Missing { after: 3, found: 5 })
+    );
 }

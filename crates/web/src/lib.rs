@@ -70,15 +70,23 @@ pub struct AppState {
     pub files: FileStore,
     pub config: Arc<WebConfig>,
     pub clock: Clock,
+    /// Signs receipts, decision notices and journal checkpoints.
+    pub signer: Arc<domain::integrity::Signer>,
 }
 
 impl AppState {
-    pub fn new(store: Store, files: FileStore, config: WebConfig) -> AppState {
+    pub fn new(
+        store: Store,
+        files: FileStore,
+        config: WebConfig,
+        signer: domain::integrity::Signer,
+    ) -> AppState {
         AppState {
             store,
             files,
             config: Arc::new(config),
             clock: Clock::System,
+            signer: Arc::new(signer),
         }
     }
 

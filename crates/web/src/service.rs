@@ -145,6 +145,33 @@ impl<'a> ReferralService<'a> {
         Ok(referral)
     }
 
+    /// Loads a referral for reading, and journals the read: every read of a referral by anyone
+    /// is in the journal.
+    pub async fn read(&self, id: Uuid) -> Result<Referral, AppError> {
+        let referral = self.load(id).await?;
+        self.journal("referral.read", format!("referral:{id}"), String::new())
+            .await?;
+        Ok(referral)
+    }
+
+    /// Journals an action that changes nothing (a read, a download).
+    pub async fn journal(
+        &self,
+        action: &str,
+        target: String,
+        detail: String,
+    ) -> Result<(), AppError> {
+        let input = store::AuditInput {
+            at: self.state.now(),
+            actor: self.user.actor_info(),
+            action: action.into(),
+            target,
+            detail,
+        };
+        self.state.store.audit(&input).await?;
+        Ok(())
+    }
+
     fn status_of(referral: &Referral) -> Result<Status, AppError> {
         Status::parse(&referral.row.status)
             .ok_or_else(|| AppError::Internal("unknown status".into()))
@@ -167,9 +194,21 @@ impl<'a> ReferralService<'a> {
     async fn apply(
         &self,
         referral: &Referral,
-        update: ReferralUpdate,
+        mut update: ReferralUpdate,
         event: NewEvent,
     ) -> Result<Referral, AppError> {
+        if let Some(decision) = &update.decision {
+            // Every decision produces its art. 40-2 notice at once, signed.
+            let mut decided = referral.clone();
+            decided.row.decision = Some(sqlx_json(decision.clone()));
+            if let Some(content) = crate::views::notice_content(&decided) {
+                update.notice_signature = Some(
+                    self.state
+                        .signer
+                        .sign(&domain::integrity::canonical_bytes(&content)),
+                );
+            }
+        }
         let applied = self
             .state
             .store
@@ -503,11 +542,24 @@ impl<'a> ReferralService<'a> {
             .as_ref()
             .map(|p| p.name.clone())
             .unwrap_or_default();
+        let code = random_code();
+        // The receipt is signed over exactly what the database will hold once sent.
+        let mut sent = referral.clone();
+        sent.row.reference = Some(reference.clone());
+        sent.row.submitted_at = Some(now);
+        sent.row.verification_code = Some(code.clone());
+        let content = crate::views::receipt_content(&sent)
+            .ok_or_else(|| AppError::Internal("receipt without parquet".into()))?;
+        let signature = self
+            .state
+            .signer
+            .sign(&domain::integrity::canonical_bytes(&content));
         let update = ReferralUpdate {
             status: Some(Status::Submitted.as_str().into()),
             reference: Some(reference.clone()),
-            verification_code: Some(random_code()),
+            verification_code: Some(code),
             submitted_at: Some(now),
+            receipt_signature: Some(signature),
             ..Default::default()
         };
         self.apply(
@@ -1135,6 +1187,10 @@ impl<'a> ReferralService<'a> {
             .await?;
         Ok(attachment)
     }
+}
+
+fn sqlx_json<T>(value: T) -> store::Json<T> {
+    store::Json(value)
 }
 
 /// The dismissal reason that records a successful alternative measure.

@@ -218,3 +218,61 @@ pub struct ListView<T: Serialize> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,
 }
+
+/// The canonical content a referral's receipt certifies (what its signature covers).
+pub fn receipt_content(referral: &Referral) -> Option<domain::integrity::ReceiptContent> {
+    let row = &referral.row;
+    let parquet = referral.parquet.as_ref()?;
+    let submitted_at = row.submitted_at?;
+    Some(domain::integrity::ReceiptContent {
+        format: "infoparquet-receipt-v1",
+        reference: row.reference.clone()?,
+        submitted_at: domain::integrity::canonical_instant(submitted_at),
+        sender_siret: referral.administration.siret.clone(),
+        parquet_id: parquet.id,
+        parquet: parquet.name.clone(),
+        documents: referral
+            .attachments
+            .iter()
+            .filter(|a| a.uploaded_at <= submitted_at)
+            .map(|a| domain::integrity::CertifiedDocument {
+                filename: a.filename.clone(),
+                size: a.size,
+                sha256: a.sha256.clone(),
+            })
+            .collect(),
+        verification_code: row.verification_code.clone()?,
+    })
+}
+
+/// The canonical content of a decision notice.
+pub fn notice_content(referral: &Referral) -> Option<domain::integrity::NoticeContent> {
+    let row = &referral.row;
+    let decision = &row.decision.as_ref()?.0;
+    Some(domain::integrity::NoticeContent {
+        format: "infoparquet-notice-v1",
+        reference: row.reference.clone()?,
+        parquet_number: row.parquet_number.clone(),
+        kind: decision.kind.clone(),
+        reason_code: decision.reason_code.clone(),
+        measure: decision.measure.clone(),
+        mode: decision.mode.clone(),
+        comment: decision.comment.clone(),
+        decided_at: domain::integrity::canonical_instant(decision.decided_at),
+    })
+}
+
+/// Whether the stored receipt signature still matches what the database holds.
+pub fn receipt_signature_valid(referral: &Referral, public_key: &str) -> bool {
+    match (
+        receipt_content(referral),
+        referral.row.receipt_signature.as_deref(),
+    ) {
+        (Some(content), Some(signature)) => domain::integrity::verify_signature(
+            public_key,
+            &domain::integrity::canonical_bytes(&content),
+            signature,
+        ),
+        _ => false,
+    }
+}

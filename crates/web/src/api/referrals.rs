@@ -65,6 +65,8 @@ pub fn routes() -> Router<AppState> {
             get(decision_notice_pdf),
         )
         .route("/api/v1/receipts/{code}", get(verify_receipt))
+        .route("/api/v1/audit/checkpoints", get(checkpoints))
+        .route("/.well-known/infoparquet-signing-key", get(signing_key))
 }
 
 /// JSON body whose rejections are answered as problem+json.
@@ -293,7 +295,7 @@ async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<ReferralView>, ApiError> {
     let referral = ReferralService::new(&state, &user)
-        .load(parse_id(&id)?)
+        .read(parse_id(&id)?)
         .await?;
     Ok(referral_json(&referral, user.role))
 }
@@ -431,14 +433,20 @@ async fn download(
     ApiUser(user): ApiUser,
     Path((id, attachment_id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let referral = ReferralService::new(&state, &user)
-        .load(parse_id(&id)?)
-        .await?;
+    let service = ReferralService::new(&state, &user);
+    let referral = service.load(parse_id(&id)?).await?;
     let attachment = state
         .store
         .attachment(referral.row.id, parse_id(&attachment_id)?)
         .await?
         .ok_or(AppError::NotFound)?;
+    service
+        .journal(
+            "attachment.download",
+            format!("referral:{}", referral.row.id),
+            format!("{} ({})", attachment.filename, attachment.sha256),
+        )
+        .await?;
     Ok(stream_attachment(&state, &attachment, false).await?)
 }
 
@@ -768,8 +776,14 @@ async fn receipt_pdf(
     ApiUser(user): ApiUser,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let referral = ReferralService::new(&state, &user)
-        .load(parse_id(&id)?)
+    let service = ReferralService::new(&state, &user);
+    let referral = service.load(parse_id(&id)?).await?;
+    service
+        .journal(
+            "receipt.download",
+            format!("referral:{}", referral.row.id),
+            String::new(),
+        )
         .await?;
     let (bytes, filename) = crate::pages::documents::receipt(&state, &referral).await?;
     Ok(pdf_response(bytes, &filename))
@@ -780,8 +794,14 @@ async fn decision_notice_pdf(
     ApiUser(user): ApiUser,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let referral = ReferralService::new(&state, &user)
-        .load(parse_id(&id)?)
+    let service = ReferralService::new(&state, &user);
+    let referral = service.load(parse_id(&id)?).await?;
+    service
+        .journal(
+            "notice.download",
+            format!("referral:{}", referral.row.id),
+            String::new(),
+        )
         .await?;
     let (bytes, filename) = crate::pages::documents::decision_notice(&state, &referral).await?;
     Ok(pdf_response(bytes, &filename))
@@ -797,7 +817,10 @@ pub struct CertifiedDocument {
 
 #[derive(Serialize)]
 pub struct ReceiptCheck {
+    /// True when the platform's Ed25519 signature still matches what the receipt certifies.
     genuine: bool,
+    signature: Option<String>,
+    public_key: String,
     reference: String,
     submitted_at: DateTime<Utc>,
     parquet: String,
@@ -819,8 +842,11 @@ async fn verify_receipt(
         .await?
         .ok_or(AppError::NotFound)?;
     let receipt = ReceiptView::of(&referral).ok_or(AppError::NotFound)?;
+    let public_key = state.signer.public_key();
     Ok(Json(ReceiptCheck {
-        genuine: true,
+        genuine: views::receipt_signature_valid(&referral, &public_key),
+        signature: referral.row.receipt_signature.clone(),
+        public_key,
         reference: receipt.reference,
         submitted_at: receipt.submitted_at,
         parquet: receipt.parquet.name,
@@ -833,4 +859,23 @@ async fn verify_receipt(
             })
             .collect(),
     }))
+}
+
+/// Public: the platform's signing key, so that anyone can check receipts, notices and journal
+/// checkpoints.
+async fn signing_key(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "algorithm": "Ed25519",
+        "public_key": state.signer.public_key(),
+        "encoding": "base64",
+        "signs": ["receipts (infoparquet-receipt-v1)", "decision notices (infoparquet-notice-v1)", "journal checkpoints (infoparquet-audit-checkpoint-v1)"]
+    }))
+}
+
+/// Public: the signed checkpoints of the journal (sequence number, chain hash, instant,
+/// signature). They reveal nothing of the entries themselves.
+async fn checkpoints(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<store::AuditCheckpoint>>, ApiError> {
+    Ok(Json(state.store.audit_checkpoints().await?))
 }

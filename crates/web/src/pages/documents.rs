@@ -38,6 +38,7 @@ pub async fn receipt(state: &AppState, referral: &Referral) -> Result<(Vec<u8>, 
             .collect(),
         verification_code: receipt.verification_code.clone(),
         verification_url: format!("{}/verify", state.config.public_url.trim_end_matches('/')),
+        signature: referral.row.receipt_signature.clone(),
     };
     Ok((
         documents::receipt_pdf(&data),
@@ -131,6 +132,7 @@ pub async fn decision_notice(
         reason,
         comment: decision.comment.clone(),
         is_dismissal: kind == DecisionKind::Dismissal,
+        signature: referral.row.notice_signature.clone(),
     };
     Ok((
         documents::decision_notice_pdf(&data),

@@ -153,7 +153,28 @@ async fn login(
         .unwrap_or(false),
         None => false,
     };
+    let journal_actor =
+        |name: String, role: String, organisation: String, user_id| store::ActorInfo {
+            user_id,
+            name,
+            role,
+            organisation,
+        };
     let Some(user) = user.filter(|_| verified) else {
+        // Failed attempts are journaled too (the e-mail tried, never the password).
+        let attempt = store::AuditInput {
+            at: state.now(),
+            actor: journal_actor(
+                form.email.chars().take(120).collect(),
+                "anonymous".into(),
+                String::new(),
+                None,
+            ),
+            action: "auth.login_failed".into(),
+            target: "auth".into(),
+            detail: String::new(),
+        };
+        state.store.audit(&attempt).await?;
         let page = LoginPage {
             layout: Layout::anonymous(),
             error: Some("Adresse électronique ou mot de passe incorrect.".into()),
@@ -161,6 +182,19 @@ async fn login(
         };
         return Ok((StatusCode::UNAUTHORIZED, render(&page)).into_response());
     };
+    let login = store::AuditInput {
+        at: state.now(),
+        actor: journal_actor(
+            user.display_name.clone(),
+            user.role.clone(),
+            String::new(),
+            Some(user.id),
+        ),
+        action: "auth.login".into(),
+        target: format!("user:{}", user.id),
+        detail: "mot de passe".into(),
+    };
+    state.store.audit(&login).await?;
     // A fresh session id at every login: a fixed id planted before login is useless.
     let session = auth::random_secret();
     state
@@ -231,6 +265,7 @@ pub struct VerifiedAttachment {
 }
 
 pub struct VerifiedReceipt {
+    pub genuine: bool,
     pub reference: String,
     pub submitted_at: String,
     pub parquet: String,
@@ -260,13 +295,18 @@ async fn verify(
     let code = query.code.unwrap_or_default().trim().to_ascii_uppercase();
     let searched = !code.is_empty();
     let receipt = if searched && code.len() <= 32 {
+        let public_key = state.signer.public_key();
         state
             .store
             .referral_by_verification_code(&code)
             .await?
             .as_ref()
-            .and_then(crate::views::ReceiptView::of)
-            .map(|r| VerifiedReceipt {
+            .and_then(|referral| {
+                let genuine = crate::views::receipt_signature_valid(referral, &public_key);
+                crate::views::ReceiptView::of(referral).map(|r| (r, genuine))
+            })
+            .map(|(r, genuine)| VerifiedReceipt {
+                genuine,
                 reference: r.reference,
                 submitted_at: paris_datetime(r.submitted_at),
                 parquet: r.parquet.name,
@@ -282,10 +322,10 @@ async fn verify(
     } else {
         None
     };
-    let status = if searched && receipt.is_none() {
-        StatusCode::NOT_FOUND
-    } else {
-        StatusCode::OK
+    let status = match &receipt {
+        None if searched => StatusCode::NOT_FOUND,
+        Some(r) if !r.genuine => StatusCode::CONFLICT,
+        _ => StatusCode::OK,
     };
     Ok((
         status,

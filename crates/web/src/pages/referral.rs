@@ -795,7 +795,9 @@ async fn show(
         .as_deref()
         .and_then(super::actions::confirmation)
         .map(str::to_string);
-    referral_page(&state, &user, parse_id(&id)?, flash, None).await
+    let id = parse_id(&id)?;
+    ReferralService::new(&state, &user.current).read(id).await?;
+    referral_page(&state, &user, id, flash, None).await
 }
 
 async fn receipt_pdf(
@@ -803,8 +805,14 @@ async fn receipt_pdf(
     user: SessionUser,
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
-    let referral = ReferralService::new(&state, &user.current)
-        .load(parse_id(&id)?)
+    let service = ReferralService::new(&state, &user.current);
+    let referral = service.load(parse_id(&id)?).await?;
+    service
+        .journal(
+            "receipt.download",
+            format!("referral:{}", referral.row.id),
+            String::new(),
+        )
         .await?;
     let (bytes, filename) = super::documents::receipt(&state, &referral).await?;
     Ok(crate::api::pdf_response(bytes, &filename))
@@ -815,8 +823,14 @@ async fn notice_pdf(
     user: SessionUser,
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
-    let referral = ReferralService::new(&state, &user.current)
-        .load(parse_id(&id)?)
+    let service = ReferralService::new(&state, &user.current);
+    let referral = service.load(parse_id(&id)?).await?;
+    service
+        .journal(
+            "notice.download",
+            format!("referral:{}", referral.row.id),
+            String::new(),
+        )
         .await?;
     let (bytes, filename) = super::documents::decision_notice(&state, &referral).await?;
     Ok(crate::api::pdf_response(bytes, &filename))
@@ -827,13 +841,19 @@ async fn download(
     user: SessionUser,
     Path((id, attachment_id)): Path<(String, String)>,
 ) -> Result<Response, PageError> {
-    let referral = ReferralService::new(&state, &user.current)
-        .load(parse_id(&id)?)
-        .await?;
+    let service = ReferralService::new(&state, &user.current);
+    let referral = service.load(parse_id(&id)?).await?;
     let attachment = state
         .store
         .attachment(referral.row.id, parse_id(&attachment_id)?)
         .await?
         .ok_or(AppError::NotFound)?;
+    service
+        .journal(
+            "attachment.download",
+            format!("referral:{}", referral.row.id),
+            format!("{} ({})", attachment.filename, attachment.sha256),
+        )
+        .await?;
     Ok(crate::api::stream_attachment(&state, &attachment, false).await?)
 }

@@ -824,3 +824,182 @@ async fn transfer_moves_the_referral_to_the_other_parquet() {
         .any(|e| e["type"] == "transferred"
             && e["summary"].as_str().is_some_and(|s| s.contains("Lille"))));
 }
+
+#[tokio::test]
+async fn receipts_are_signed_and_tampering_is_detected() {
+    let app = TestApp::spawn().await;
+    let agent = app.user(&app.administration, "agent").await;
+    let clerk = app.user(&app.blois, "clerk").await;
+    let id = app.draft(&agent).await;
+    let uploaded = json_of(
+        app.upload(
+            &agent,
+            &id,
+            "pv.pdf",
+            "application/pdf",
+            b"%PDF-1.4 pv".to_vec(),
+        )
+        .await,
+    )
+    .await;
+    let sent = json_of(
+        app.post(&agent, &format!("/api/v1/referrals/{id}/submit"), json!({}))
+            .await,
+    )
+    .await;
+    let code = sent["receipt"]["verification_code"]
+        .as_str()
+        .expect("code")
+        .to_string();
+
+    let key = json_of(
+        app.client
+            .get(app.url("/.well-known/infoparquet-signing-key"))
+            .send()
+            .await
+            .expect("key"),
+    )
+    .await;
+    let public_key = domain::integrity::Signer::from_seed([42; 32]).public_key();
+    assert_eq!(key["public_key"], public_key.as_str());
+    let check = json_of(
+        app.client
+            .get(app.url(&format!("/api/v1/receipts/{code}")))
+            .send()
+            .await
+            .expect("check"),
+    )
+    .await;
+    assert_eq!(check["genuine"], true);
+    assert_eq!(check["public_key"], public_key.as_str());
+
+    // Someone with database access swaps a document's hash: the receipt no longer verifies.
+    let attachment_id = uploaded["id"].as_str().expect("id");
+    let sql = match app.store.backend_name() {
+        "sqlite" => format!(
+            "UPDATE attachments SET sha256 = '{}' WHERE id = x'{}'",
+            "0".repeat(64),
+            attachment_id.replace('-', "")
+        ),
+        _ => format!(
+            "UPDATE attachments SET sha256 = '{}' WHERE id = '{attachment_id}'",
+            "0".repeat(64)
+        ),
+    };
+    app.store.execute_raw_for_tests(&sql).await.expect("tamper");
+    let check = json_of(
+        app.client
+            .get(app.url(&format!("/api/v1/receipts/{code}")))
+            .send()
+            .await
+            .expect("check"),
+    )
+    .await;
+    assert_eq!(check["genuine"], false, "altered content is rejected");
+    let page = app
+        .client
+        .get(app.url(&format!("/verify?code={code}")))
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(page.status(), 409);
+    assert!(page.text().await.expect("html").contains("altéré"));
+
+    // Decisions produce a signed notice.
+    app.post(
+        &clerk,
+        &format!("/api/v1/referrals/{id}/register"),
+        json!({"parquet_number": "26109000099"}),
+    )
+    .await;
+    app.post(
+        &clerk,
+        &format!("/api/v1/referrals/{id}/decision"),
+        json!({"kind": "dismissal", "reason_code": "48"}),
+    )
+    .await;
+    let referral = app
+        .store
+        .referral(id.parse().expect("uuid"))
+        .await
+        .expect("load")
+        .expect("exists");
+    let notice = web::views::notice_content(&referral).expect("notice");
+    let signature = referral
+        .row
+        .notice_signature
+        .as_deref()
+        .expect("signed notice");
+    assert!(domain::integrity::verify_signature(
+        &public_key,
+        &domain::integrity::canonical_bytes(&notice),
+        signature
+    ));
+}
+
+#[tokio::test]
+async fn reads_downloads_and_logins_are_journaled_in_the_chain() {
+    let app = TestApp::spawn().await;
+    let agent = app.user(&app.administration, "agent").await;
+    let clerk = app.user(&app.blois, "clerk").await;
+    let id = app.draft(&agent).await;
+    let uploaded = json_of(
+        app.upload(
+            &agent,
+            &id,
+            "pv.pdf",
+            "application/pdf",
+            b"%PDF-1.4 pv".to_vec(),
+        )
+        .await,
+    )
+    .await;
+    app.post(&agent, &format!("/api/v1/referrals/{id}/submit"), json!({}))
+        .await;
+    app.get(&clerk, &format!("/api/v1/referrals/{id}")).await;
+    app.get(
+        &clerk,
+        &format!(
+            "/api/v1/referrals/{id}/attachments/{}",
+            uploaded["id"].as_str().expect("id")
+        ),
+    )
+    .await;
+    app.client
+        .post(app.url("/connexion"))
+        .form(&[("email", clerk.user.email.as_str()), ("password", "wrong")])
+        .send()
+        .await
+        .expect("login");
+
+    let entries = app
+        .store
+        .audit_entries_for(&format!("referral:{id}"))
+        .await
+        .expect("journal");
+    let actions: Vec<(&str, &str)> = entries
+        .iter()
+        .map(|e| (e.action.as_str(), e.role.as_str()))
+        .collect();
+    for expected in [
+        ("referral.created", "agent"),
+        ("referral.attachment_added", "agent"),
+        ("referral.submitted", "agent"),
+        ("referral.read", "clerk"),
+        ("attachment.download", "clerk"),
+    ] {
+        assert!(actions.contains(&expected), "{expected:?} in {actions:?}");
+    }
+    let all = app.store.audit_entries(0, 10_000).await.expect("all");
+    assert!(all
+        .iter()
+        .any(|e| e.action == "auth.login_failed" && e.actor == clerk.user.email));
+    assert_eq!(
+        app.store
+            .verify_audit_chain()
+            .await
+            .expect("verify")
+            .map(|n| n > 5),
+        Ok(true)
+    );
+}

@@ -82,6 +82,7 @@ impl TestApp {
                 public_url: address.clone(),
                 secure_cookies: false,
             },
+            domain::integrity::Signer::from_seed([42; 32]),
         );
         tokio::spawn(web::serve(listener, state, std::future::pending()));
 
