@@ -23,6 +23,13 @@ pub struct Config {
     /// Ed25519 signing key (32 bytes, base64). When absent, a key is generated once and kept
     /// in `DATA_DIR/signing-key`.
     pub signing_key: Option<String>,
+    /// SMTP relay for e-mail notifications; without it e-mails wait in the outbox.
+    pub smtp_host: Option<String>,
+    pub smtp_port: u16,
+    /// Sender of notification e-mails.
+    pub mail_from: String,
+    /// How often the worker sends e-mails and checks deadlines, in seconds.
+    pub worker_interval_seconds: u64,
 }
 
 impl Default for Config {
@@ -35,6 +42,10 @@ impl Default for Config {
             max_upload_bytes: 1 << 30,
             secure_cookies: false,
             signing_key: None,
+            smtp_host: None,
+            smtp_port: 25,
+            mail_from: "Info Parquet <ne-pas-repondre@infoparquet.justice.fr>".into(),
+            worker_interval_seconds: 5,
         }
     }
 }

@@ -279,6 +279,37 @@ pub async fn seed(state: &AppState) -> anyhow::Result<()> {
             &password_hash,
         )
         .await?;
+        // Someone is on call this week, and the procureur is alerted when an urgent referral
+        // waits too long.
+        let now = Utc::now();
+        state
+            .store
+            .add_shift(
+                &store::OnCallShift {
+                    id: Uuid::now_v7(),
+                    parquet_id: parquet.id,
+                    user_id: prosecutor.id,
+                    user_name: prosecutor.display_name.clone(),
+                    starts_at: now - Duration::hours(2),
+                    ends_at: now + Duration::days(7),
+                    phone: "01 23 45 67 89".into(),
+                },
+                now,
+            )
+            .await?;
+        state
+            .store
+            .add_escalation_contact(
+                &store::EscalationContact {
+                    id: Uuid::now_v7(),
+                    parquet_id: parquet.id,
+                    name: format!("Secrétariat du parquet ({slug})"),
+                    function: "secrétariat du procureur".into(),
+                    email: format!("secretariat.{slug}@{DEMO_DOMAIN}"),
+                },
+                now,
+            )
+            .await?;
         parquet_staff.push((
             parquet,
             CurrentUser::load(state, clerk).await?,

@@ -266,8 +266,34 @@ pub async fn serve(config: &Config, state: web::AppState, listen: &str) -> anyho
             }
         }
     });
+    // The outbox and escalation worker. Several instances may run it side by side.
+    let mailer = match &config.smtp_host {
+        Some(host) => Some(
+            web::jobs::Mailer::new(&web::jobs::SmtpSettings {
+                host: host.clone(),
+                port: config.smtp_port,
+                from: config.mail_from.clone(),
+            })
+            .map_err(|e| anyhow::anyhow!("mail_from: {e}"))?,
+        ),
+        None => {
+            tracing::warn!(
+                "no smtp_host configured: e-mail notifications wait in the outbox until one is set"
+            );
+            None
+        }
+    };
+    let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(web::jobs::run_worker(
+        state.clone(),
+        mailer,
+        std::time::Duration::from_secs(config.worker_interval_seconds.max(1)),
+        worker_stopped,
+    ));
     tracing::info!(address = %listen, database = %config.database_for_display(), "Info Parquet is serving");
     web::serve(listener, state, shutdown_signal()).await?;
+    let _ = stop_worker.send(true);
+    let _ = worker.await;
     Ok(())
 }
 

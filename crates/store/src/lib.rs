@@ -6,11 +6,16 @@ mod accounts;
 pub mod audit;
 pub use accounts::SavedFilter;
 mod models;
+pub mod outbox;
 mod reference;
 mod referrals;
 
 pub use audit::{AuditCheckpoint, AuditEntry, AuditInput};
 pub use models::*;
+pub use outbox::{
+    AcknowledgementDue, EmailPayload, EscalationContact, Job, Notification, OnCallShift,
+    OutboxMessage, ParquetSettings,
+};
 pub use reference::{
     decode_legacy_text, parquet_id_for_court, parse_offences, CompetenceImportError, ImportFailure,
     ReferenceCounts,

@@ -317,6 +317,10 @@ pub struct ReferralUpdate {
     pub notice_signature: Option<String>,
     /// A transfer starts the receiving parquet's clock afresh.
     pub clear_parquet_progress: bool,
+    /// An escalation: its instant (the count is incremented).
+    pub escalated_at: Option<DateTime<Utc>>,
+    /// Notifications and e-mails caused by the change, written in the same transaction.
+    pub outbox: Vec<crate::OutboxMessage>,
 }
 
 /// An entry for the timeline, written in the same transaction as the change it describes.

@@ -401,10 +401,18 @@ impl Store {
                 q.push(", status_before_complement = ")
                     .push_bind(before.clone());
             }
+            if let Some(at) = update.escalated_at {
+                q.push(", escalation_count = escalation_count + 1, escalated_at = ")
+                    .push_bind(at);
+            }
             if update.clear_parquet_progress {
                 q.push(", acknowledged_at = NULL, registered_at = NULL, parquet_number = NULL, assigned_to = NULL");
             }
             q.push(" WHERE id = ").push_bind(id);
+            if update.escalated_at.is_some() {
+                // An acknowledgement that lands first stops the escalation.
+                q.push(" AND acknowledged_at IS NULL");
+            }
             q.push(" AND status = ")
                 .push_bind(expected_status.to_string());
             let result = q
@@ -416,6 +424,7 @@ impl Store {
                 return Ok(false);
             }
             write_event!(tx, id, now, actor, event);
+            crate::outbox::write_outbox!(tx, &update.outbox, now);
             tx.commit().await?;
             Ok::<_, StoreError>(true)
         })?;
@@ -510,7 +519,12 @@ impl Store {
     }
 
     /// A message (or, when `internal`, a parquet's internal note) and its timeline entry.
-    pub async fn add_message(&self, message: &Message, event: &NewEvent) -> StoreResult<()> {
+    pub async fn add_message(
+        &self,
+        message: &Message,
+        event: &NewEvent,
+        outbox: &[crate::OutboxMessage],
+    ) -> StoreResult<()> {
         let actor = ActorInfo {
             user_id: Some(message.author_id),
             name: message.author_name.clone(),
@@ -535,6 +549,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             write_event!(tx, message.referral_id, message.at, actor, event);
+            crate::outbox::write_outbox!(tx, outbox, message.at);
             tx.commit().await?;
             Ok::<_, sqlx::Error>(())
         })?;

@@ -876,7 +876,11 @@ async fn messages_separate_internal_notes(store: Store) {
             at: now,
         };
         w.store
-            .add_message(&message, &event(if internal { "note" } else { "message" }))
+            .add_message(
+                &message,
+                &event(if internal { "note" } else { "message" }),
+                &[],
+            )
             .await
             .expect("message");
     }

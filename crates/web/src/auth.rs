@@ -147,6 +147,8 @@ fn session_cookie_value(parts: &Parts) -> Option<String> {
 pub struct SessionUser {
     pub current: CurrentUser,
     pub csrf_token: String,
+    /// Unread notifications, shown in the header.
+    pub unread: i64,
 }
 
 impl FromRequestParts<AppState> for SessionUser {
@@ -168,9 +170,12 @@ impl FromRequestParts<AppState> for SessionUser {
             )
             .await?
             .ok_or(AppError::Unauthenticated)?;
+        let current = CurrentUser::load(state, user).await?;
+        let unread = state.store.unread_notifications(current.user.id).await?;
         Ok(SessionUser {
-            current: CurrentUser::load(state, user).await?,
+            current,
             csrf_token,
+            unread,
         })
     }
 }

@@ -5,6 +5,8 @@ pub mod api;
 mod assets;
 pub mod auth;
 pub mod error;
+pub mod jobs;
+pub mod notify;
 pub mod pages;
 mod security;
 pub mod service;

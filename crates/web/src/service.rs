@@ -145,6 +145,60 @@ impl<'a> ReferralService<'a> {
         Ok(referral)
     }
 
+    /// The notifications and e-mails an event causes.
+    async fn outbox_for(
+        &self,
+        referral: &Referral,
+        event_type: &str,
+    ) -> Result<Vec<store::OutboxMessage>, AppError> {
+        use crate::notify::{self, Notice};
+        let now = self.state.now();
+        let (users, notice) = match event_type {
+            "submitted" | "validated" => {
+                let urgent = referral.row.urgency != Urgency::Normal.as_str();
+                let notice = match Urgency::parse(&referral.row.urgency) {
+                    Some(Urgency::Immediate) => Notice::ImmediateReferral,
+                    Some(Urgency::Urgent) => Notice::UrgentReferral,
+                    _ => Notice::NewReferral,
+                };
+                (
+                    notify::parquet_recipients(self.state, referral, now, urgent).await?,
+                    notice,
+                )
+            }
+            "awaiting_validation" => (
+                notify::referents(self.state, referral).await?,
+                Notice::AwaitingValidation,
+            ),
+            "acknowledged" => (
+                notify::sender_recipients(self.state, referral).await?,
+                Notice::Acknowledged,
+            ),
+            "registered" => (
+                notify::sender_recipients(self.state, referral).await?,
+                Notice::Registered,
+            ),
+            "complement_requested" => (
+                notify::sender_recipients(self.state, referral).await?,
+                Notice::ComplementRequested,
+            ),
+            "complement_answered" => (
+                notify::parquet_recipients(self.state, referral, now, false).await?,
+                Notice::ComplementAnswered,
+            ),
+            "decided" => (
+                notify::sender_recipients(self.state, referral).await?,
+                Notice::Decision,
+            ),
+            "judged" | "appealed" => (
+                notify::sender_recipients(self.state, referral).await?,
+                Notice::Judgement,
+            ),
+            _ => return Ok(Vec::new()),
+        };
+        Ok(notify::for_users(self.state, &users, referral, notice).await?)
+    }
+
     /// Loads a referral for reading, and journals the read: every read of a referral by anyone
     /// is in the journal.
     pub async fn read(&self, id: Uuid) -> Result<Referral, AppError> {
@@ -197,6 +251,13 @@ impl<'a> ReferralService<'a> {
         mut update: ReferralUpdate,
         event: NewEvent,
     ) -> Result<Referral, AppError> {
+        // Those concerned are told in the same transaction as the change.
+        let mut after = referral.clone();
+        if let Some(reference) = &update.reference {
+            after.row.reference = Some(reference.clone());
+        }
+        let outbox = self.outbox_for(&after, &event.event_type).await?;
+        update.outbox.extend(outbox);
         if let Some(decision) = &update.decision {
             // Every decision produces its art. 40-2 notice at once, signed.
             let mut decided = referral.clone();
@@ -737,7 +798,7 @@ impl<'a> ReferralService<'a> {
                 ),
             )
             .await?;
-        self.write_message(&updated, &message, false).await?;
+        self.write_message(&updated, &message, false, false).await?;
         Ok(updated)
     }
 
@@ -761,7 +822,7 @@ impl<'a> ReferralService<'a> {
                 ),
             )
             .await?;
-        self.write_message(&updated, &message, false).await?;
+        self.write_message(&updated, &message, false, false).await?;
         Ok(updated)
     }
 
@@ -804,11 +865,25 @@ impl<'a> ReferralService<'a> {
             .await?
             .filter(|o| o.kind == "parquet" && Some(o.id) != referral.row.parquet_id)
             .ok_or_else(|| AppError::invalid("parquet_id", "Choisissez un autre parquet."))?;
+        // The receiving parquet is told as for a new referral; the sender sees the transfer.
+        let mut moved = referral.clone();
+        moved.row.parquet_id = Some(target.id);
+        moved.row.assigned_to = None;
+        let urgent = referral.row.urgency != Urgency::Normal.as_str();
+        let receivers =
+            crate::notify::parquet_recipients(self.state, &moved, self.state.now(), urgent).await?;
+        let notice = match Urgency::parse(&referral.row.urgency) {
+            Some(Urgency::Immediate) => crate::notify::Notice::ImmediateReferral,
+            Some(Urgency::Urgent) => crate::notify::Notice::UrgentReferral,
+            _ => crate::notify::Notice::NewReferral,
+        };
+        let outbox = crate::notify::for_users(self.state, &receivers, &moved, notice).await?;
         let update = ReferralUpdate {
             status: Some(next.as_str().into()),
             parquet_id: Some(target.id),
             competence: Some("chosen".into()),
             clear_parquet_progress: true,
+            outbox,
             ..Default::default()
         };
         let from = referral
@@ -1072,6 +1147,7 @@ impl<'a> ReferralService<'a> {
         referral: &Referral,
         body: &str,
         internal: bool,
+        notify_other_side: bool,
     ) -> Result<Message, AppError> {
         let message = Message {
             id: Uuid::now_v7(),
@@ -1093,7 +1169,34 @@ impl<'a> ReferralService<'a> {
                 format!("Message de {}", self.user.organisation.name),
             )
         };
-        self.state.store.add_message(&message, &entry).await?;
+        // Plain messages tell the other side; complement requests and answers already did.
+        let outbox = if internal || !notify_other_side {
+            Vec::new()
+        } else if self.user.role.is_sender() {
+            let users =
+                crate::notify::parquet_recipients(self.state, referral, self.state.now(), false)
+                    .await?;
+            crate::notify::for_users(
+                self.state,
+                &users,
+                referral,
+                crate::notify::Notice::MessageFromSender,
+            )
+            .await?
+        } else {
+            let users = crate::notify::sender_recipients(self.state, referral).await?;
+            crate::notify::for_users(
+                self.state,
+                &users,
+                referral,
+                crate::notify::Notice::MessageFromParquet,
+            )
+            .await?
+        };
+        self.state
+            .store
+            .add_message(&message, &entry, &outbox)
+            .await?;
         Ok(message)
     }
 
@@ -1101,14 +1204,14 @@ impl<'a> ReferralService<'a> {
         let referral = self.load(id).await?;
         self.check(&referral, Action::PostMessage)?;
         let body = required_text("body", body, "Le message est vide.")?;
-        self.write_message(&referral, &body, false).await
+        self.write_message(&referral, &body, false, true).await
     }
 
     pub async fn add_note(&self, id: Uuid, body: &str) -> Result<Message, AppError> {
         let referral = self.load(id).await?;
         self.check(&referral, Action::AddNote)?;
         let body = required_text("body", body, "La note est vide.")?;
-        self.write_message(&referral, &body, true).await
+        self.write_message(&referral, &body, true, false).await
     }
 
     pub async fn messages(&self, id: Uuid) -> Result<Vec<Message>, AppError> {

@@ -5,6 +5,7 @@ mod actions;
 pub mod documents;
 mod draft;
 mod referral;
+mod urgency;
 
 use crate::auth::{self, MaybeSessionUser, SessionUser};
 use crate::error::PageError;
@@ -28,6 +29,7 @@ pub fn routes() -> Router<AppState> {
         .merge(referral::routes())
         .merge(actions::routes())
         .merge(draft::routes())
+        .merge(urgency::routes())
 }
 
 /// Renders a template; a template failure is an internal error page.
@@ -47,6 +49,7 @@ pub struct SessionInfo {
     pub organisation: String,
     pub csrf: String,
     pub is_sender: bool,
+    pub unread: i64,
 }
 
 pub struct Layout {
@@ -69,6 +72,7 @@ impl Layout {
                 organisation: user.current.organisation.name.clone(),
                 csrf: user.csrf_token.clone(),
                 is_sender: user.current.role.is_sender(),
+                unread: user.unread,
             }),
             section,
         }

@@ -84,6 +84,8 @@ struct ListPage {
     current_query: String,
     saved: Vec<store::SavedFilter>,
     flash: Option<&'static str>,
+    /// Who is on call now (parquet side).
+    on_call: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -349,6 +351,24 @@ async fn list(
         next_page,
         current_query,
         saved: state.store.saved_filters(me).await?,
+        on_call: if is_sender {
+            Vec::new()
+        } else {
+            state
+                .store
+                .on_call_now(user.current.organisation.id, now)
+                .await?
+                .into_iter()
+                .map(|(shift, person)| {
+                    format!(
+                        "{} — {} (jusqu'au {})",
+                        person.display_name,
+                        shift.phone,
+                        paris_datetime(shift.ends_at)
+                    )
+                })
+                .collect()
+        },
         flash: query.fait.as_deref().and_then(super::actions::confirmation),
     }))
 }

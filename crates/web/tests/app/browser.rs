@@ -169,10 +169,27 @@ impl Browser {
             .expect("click");
     }
 
-    /// Clicks a submit button and checks the page it leads to.
+    /// Clicks a submit button, waits for the next page (also when a script submits the form
+    /// and navigates afterwards) and checks it.
     pub async fn submit(&mut self, css: &str) {
+        self.client
+            .execute("window.__ipOldPage = true; return true;", vec![])
+            .await
+            .expect("mark page");
         self.click(css).await;
-        self.check_page().await;
+        for _ in 0..200 {
+            let loaded = self
+                .client
+                .execute("return window.__ipOldPage === undefined && document.readyState === 'complete';", vec![])
+                .await
+                .unwrap_or(serde_json::Value::Bool(false));
+            if loaded == serde_json::Value::Bool(true) {
+                self.check_page().await;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no new page after clicking {css}");
     }
 
     pub async fn select(&self, css: &str, value: &str) {
@@ -212,7 +229,7 @@ impl Browser {
     }
 
     pub async fn logout(&mut self) {
-        self.click("form[action='/deconnexion'] button").await;
+        self.submit("form[action='/deconnexion'] button").await;
         assert_eq!(self.path().await, "/connexion");
     }
 
@@ -312,8 +329,7 @@ async fn sender_journey_create_qualify_attach_send_receipt() {
         text.contains("proces-verbal.pdf") && text.contains("photo-chantier.jpg"),
         "{text}"
     );
-    browser.click("a[href$='/brouillon/recapitulatif']").await;
-    browser.check_page().await;
+    browser.submit("a[href$='/brouillon/recapitulatif']").await;
     assert!(browser
         .text()
         .await
@@ -359,8 +375,7 @@ async fn sender_journey_create_qualify_attach_send_receipt() {
     );
 
     // The public verification page, then the sender's list.
-    browser.click("a[href^='/verify?code=']").await;
-    browser.check_page().await;
+    browser.submit("a[href^='/verify?code=']").await;
     assert!(browser.text().await.contains("authentique"));
     browser.goto(&app.url("/saisines")).await;
     assert!(browser.text().await.contains("Travail dissimulé"));

@@ -7,6 +7,7 @@
 mod api;
 mod browser;
 mod pages;
+mod urgency;
 
 use chrono::{Duration, Utc};
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
@@ -47,6 +48,8 @@ pub struct TestApp {
     pub validating_administration: Organisation,
     pub blois: Organisation,
     pub lille: Organisation,
+    /// The application's state, to run the worker's rounds by hand.
+    pub state: web::AppState,
 }
 
 /// A user with an API token.
@@ -61,6 +64,11 @@ pub const MAX_UPLOAD: u64 = 64 * 1024;
 
 impl TestApp {
     pub async fn spawn() -> TestApp {
+        TestApp::spawn_with(web::Clock::System).await
+    }
+
+    /// An application whose clock the test moves by hand.
+    pub async fn spawn_with(clock: web::Clock) -> TestApp {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("app.db");
         std::fs::copy(template_database().await, &db).expect("copy template");
@@ -84,6 +92,8 @@ impl TestApp {
             },
             domain::integrity::Signer::from_seed([42; 32]),
         );
+        let state = state.with_clock(clock);
+        let worker_state = state.clone();
         tokio::spawn(web::serve(listener, state, std::future::pending()));
 
         let organisation = |name: &str, siret: &str, requires_validation: bool| Organisation {
@@ -136,6 +146,7 @@ impl TestApp {
             validating_administration,
             blois,
             lille,
+            state: worker_state,
         }
     }
 

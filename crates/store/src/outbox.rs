@@ -1,0 +1,443 @@
+//! Notifications (in-app), the outbox of e-mails (a jobs table claimed by workers), the on-call
+//! rota, escalation contacts and per-parquet deadlines.
+
+use crate::{on_pool, Store, StoreResult, User};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Something to tell someone, written in the same transaction as its cause: an in-app
+/// notification for a user, and an e-mail when an address is given.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxMessage {
+    pub user_id: Option<Uuid>,
+    pub email: Option<String>,
+    pub referral_id: Option<Uuid>,
+    pub kind: String,
+    /// Short, with the reference, never confidential content.
+    pub title: String,
+    pub link: String,
+    pub email_body: Option<EmailPayload>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmailPayload {
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct Notification {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub referral_id: Option<Uuid>,
+    pub kind: String,
+    pub title: String,
+    pub link: String,
+    pub created_at: DateTime<Utc>,
+    pub read_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct Job {
+    pub id: Uuid,
+    pub kind: String,
+    pub payload: String,
+    pub attempts: i64,
+    pub run_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct OnCallShift {
+    pub id: Uuid,
+    pub parquet_id: Uuid,
+    pub user_id: Uuid,
+    pub user_name: String,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub phone: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct EscalationContact {
+    pub id: Uuid,
+    pub parquet_id: Uuid,
+    pub name: String,
+    pub function: String,
+    pub email: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct ParquetSettings {
+    pub immediate_acknowledge_minutes: i64,
+    pub urgent_acknowledge_hours: i64,
+    pub normal_register_working_days: i64,
+    pub escalation_interval_minutes: i64,
+}
+
+impl Default for ParquetSettings {
+    fn default() -> Self {
+        ParquetSettings {
+            immediate_acknowledge_minutes: 60,
+            urgent_acknowledge_hours: 24,
+            normal_register_working_days: 10,
+            escalation_interval_minutes: 30,
+        }
+    }
+}
+
+/// A referral overdue for acknowledgement, as the escalation worker sees it.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct AcknowledgementDue {
+    pub id: Uuid,
+    pub reference: Option<String>,
+    pub urgency: String,
+    pub parquet_id: Uuid,
+    pub submitted_at: DateTime<Utc>,
+    pub escalated_at: Option<DateTime<Utc>>,
+    pub escalation_count: i64,
+}
+
+/// Writes outbox messages inside the caller's transaction.
+macro_rules! write_outbox {
+    ($tx:expr, $messages:expr, $now:expr) => {{
+        for message in $messages {
+            let message: &$crate::outbox::OutboxMessage = message;
+            if let Some(user_id) = message.user_id {
+                sqlx::query("INSERT INTO notifications (id, user_id, referral_id, kind, title, link, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                    .bind(uuid::Uuid::now_v7())
+                    .bind(user_id)
+                    .bind(message.referral_id)
+                    .bind(&message.kind)
+                    .bind(&message.title)
+                    .bind(&message.link)
+                    .bind($now)
+                    .execute(&mut *$tx)
+                    .await?;
+            }
+            if let Some(email) = &message.email_body {
+                let payload = serde_json::to_string(email).unwrap_or_default();
+                sqlx::query("INSERT INTO jobs (id, kind, payload, status, attempts, run_at, created_at) VALUES ($1, 'email', $2, 'pending', 0, $3, $3)")
+                    .bind(uuid::Uuid::now_v7())
+                    .bind(payload)
+                    .bind($now)
+                    .execute(&mut *$tx)
+                    .await?;
+            }
+        }
+    }};
+}
+pub(crate) use write_outbox;
+
+impl Store {
+    /// Writes outbox messages on their own (when no other change goes with them).
+    pub async fn enqueue(&self, messages: &[OutboxMessage], now: DateTime<Utc>) -> StoreResult<()> {
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            write_outbox!(tx, messages, now);
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(())
+        })?;
+        Ok(())
+    }
+
+    /// Claims up to `limit` due jobs for `lease`: a claimed job is invisible to other workers
+    /// until the lease ends. On PostgreSQL, `FOR UPDATE SKIP LOCKED` lets several instances claim
+    /// side by side without waiting or double-claiming; SQLite has a single writer.
+    pub async fn claim_jobs(
+        &self,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+        limit: i64,
+    ) -> StoreResult<Vec<Job>> {
+        let until = now + lease;
+        let jobs = match &self.pool {
+            crate::Pool::Postgres(pool) => {
+                sqlx::query_as(
+                    "UPDATE jobs SET locked_until = $1, attempts = attempts + 1 WHERE id IN ( \
+                       SELECT id FROM jobs WHERE status = 'pending' AND run_at <= $2 AND (locked_until IS NULL OR locked_until <= $2) \
+                       ORDER BY run_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+                     RETURNING id, kind, payload, attempts, run_at",
+                )
+                .bind(until)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+            }
+            crate::Pool::Sqlite(pool) => {
+                sqlx::query_as(
+                    "UPDATE jobs SET locked_until = $1, attempts = attempts + 1 WHERE id IN ( \
+                       SELECT id FROM jobs WHERE status = 'pending' AND run_at <= $2 AND (locked_until IS NULL OR locked_until <= $2) \
+                       ORDER BY run_at LIMIT $3) \
+                     RETURNING id, kind, payload, attempts, run_at",
+                )
+                .bind(until)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+            }
+        };
+        Ok(jobs)
+    }
+
+    pub async fn complete_job(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<()> {
+        on_pool!(self, |pool| {
+            sqlx::query("UPDATE jobs SET status = 'done', done_at = $2, locked_until = NULL, last_error = NULL WHERE id = $1")
+            .bind(id)
+            .bind(now)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(())
+    }
+
+    /// Puts a job back for a later attempt, or gives up on it (`give_up`).
+    pub async fn retry_job(
+        &self,
+        id: Uuid,
+        run_at: DateTime<Utc>,
+        error: &str,
+        give_up: bool,
+    ) -> StoreResult<()> {
+        let status = if give_up { "failed" } else { "pending" };
+        on_pool!(self, |pool| {
+            sqlx::query("UPDATE jobs SET status = $2, run_at = $3, locked_until = NULL, last_error = $4 WHERE id = $1")
+            .bind(id)
+            .bind(status)
+            .bind(run_at)
+            .bind(error)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(())
+    }
+
+    /// Jobs by status: (pending, done, failed).
+    pub async fn job_counts(&self) -> StoreResult<(i64, i64, i64)> {
+        let sql = "SELECT (SELECT COUNT(*) FROM jobs WHERE status = 'pending'), (SELECT COUNT(*) FROM jobs WHERE status = 'done'), \
+                   (SELECT COUNT(*) FROM jobs WHERE status = 'failed')";
+        Ok(on_pool!(self, |pool| sqlx::query_as(sql)
+            .fetch_one(pool)
+            .await)?)
+    }
+
+    pub async fn notifications(&self, user_id: Uuid, limit: i64) -> StoreResult<Vec<Notification>> {
+        let sql = "SELECT id, user_id, referral_id, kind, title, link, created_at, read_at FROM notifications \
+                   WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2";
+        Ok(on_pool!(self, |pool| sqlx::query_as(sql)
+            .bind(user_id)
+            .bind(limit)
+            .fetch_all(pool)
+            .await)?)
+    }
+
+    pub async fn unread_notifications(&self, user_id: Uuid) -> StoreResult<i64> {
+        Ok(on_pool!(self, |pool| sqlx::query_scalar(
+            "SELECT COUNT(*) FROM notifications WHERE user_id = $1 AND read_at IS NULL"
+        )
+        .bind(user_id)
+        .fetch_one(pool)
+        .await)?)
+    }
+
+    pub async fn mark_notifications_read(
+        &self,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        on_pool!(self, |pool| sqlx::query(
+            "UPDATE notifications SET read_at = $2 WHERE user_id = $1 AND read_at IS NULL"
+        )
+        .bind(user_id)
+        .bind(now)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    pub async fn set_email_notifications(&self, user_id: Uuid, enabled: bool) -> StoreResult<()> {
+        on_pool!(self, |pool| sqlx::query(
+            "UPDATE users SET email_notifications = $2 WHERE id = $1"
+        )
+        .bind(user_id)
+        .bind(enabled)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    pub async fn email_notifications_enabled(&self, user_id: Uuid) -> StoreResult<bool> {
+        Ok(on_pool!(self, |pool| sqlx::query_scalar(
+            "SELECT email_notifications FROM users WHERE id = $1"
+        )
+        .bind(user_id)
+        .fetch_optional(pool)
+        .await)?
+        .unwrap_or(false))
+    }
+
+    pub async fn add_shift(&self, shift: &OnCallShift, now: DateTime<Utc>) -> StoreResult<()> {
+        on_pool!(self, |pool| {
+            sqlx::query(
+            "INSERT INTO on_call_shifts (id, parquet_id, user_id, starts_at, ends_at, phone, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        )
+        .bind(shift.id)
+        .bind(shift.parquet_id)
+        .bind(shift.user_id)
+        .bind(shift.starts_at)
+        .bind(shift.ends_at)
+        .bind(&shift.phone)
+        .bind(now)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected())
+        })?;
+        Ok(())
+    }
+
+    pub async fn delete_shift(&self, parquet_id: Uuid, id: Uuid) -> StoreResult<bool> {
+        let deleted = on_pool!(self, |pool| sqlx::query(
+            "DELETE FROM on_call_shifts WHERE id = $1 AND parquet_id = $2"
+        )
+        .bind(id)
+        .bind(parquet_id)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(deleted > 0)
+    }
+
+    /// Shifts of a parquet that end after `after`, soonest first.
+    pub async fn shifts(
+        &self,
+        parquet_id: Uuid,
+        after: DateTime<Utc>,
+    ) -> StoreResult<Vec<OnCallShift>> {
+        let sql = "SELECT s.id, s.parquet_id, s.user_id, u.display_name AS user_name, s.starts_at, s.ends_at, s.phone \
+                   FROM on_call_shifts s JOIN users u ON u.id = s.user_id WHERE s.parquet_id = $1 AND s.ends_at > $2 ORDER BY s.starts_at";
+        Ok(on_pool!(self, |pool| sqlx::query_as(sql)
+            .bind(parquet_id)
+            .bind(after)
+            .fetch_all(pool)
+            .await)?)
+    }
+
+    /// Who is on call at `now`, with their account.
+    pub async fn on_call_now(
+        &self,
+        parquet_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<(OnCallShift, User)>> {
+        let mut result = Vec::new();
+        for shift in self
+            .shifts(parquet_id, now)
+            .await?
+            .into_iter()
+            .filter(|s| s.starts_at <= now)
+        {
+            if let Some(user) = self.user(shift.user_id).await? {
+                result.push((shift, user));
+            }
+        }
+        Ok(result)
+    }
+
+    pub async fn add_escalation_contact(
+        &self,
+        contact: &EscalationContact,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        on_pool!(self, |pool| {
+            sqlx::query(
+            "INSERT INTO escalation_contacts (id, parquet_id, name, function, email, created_at) VALUES ($1, $2, $3, $4, $5, $6)"
+        )
+        .bind(contact.id)
+        .bind(contact.parquet_id)
+        .bind(&contact.name)
+        .bind(&contact.function)
+        .bind(&contact.email)
+        .bind(now)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected())
+        })?;
+        Ok(())
+    }
+
+    pub async fn delete_escalation_contact(&self, parquet_id: Uuid, id: Uuid) -> StoreResult<bool> {
+        let deleted = on_pool!(self, |pool| sqlx::query(
+            "DELETE FROM escalation_contacts WHERE id = $1 AND parquet_id = $2"
+        )
+        .bind(id)
+        .bind(parquet_id)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(deleted > 0)
+    }
+
+    pub async fn escalation_contacts(
+        &self,
+        parquet_id: Uuid,
+    ) -> StoreResult<Vec<EscalationContact>> {
+        let sql = "SELECT id, parquet_id, name, function, email FROM escalation_contacts WHERE parquet_id = $1 ORDER BY name";
+        Ok(on_pool!(self, |pool| sqlx::query_as(sql)
+            .bind(parquet_id)
+            .fetch_all(pool)
+            .await)?)
+    }
+
+    pub async fn parquet_settings(&self, parquet_id: Uuid) -> StoreResult<ParquetSettings> {
+        let sql = "SELECT immediate_acknowledge_minutes, urgent_acknowledge_hours, normal_register_working_days, escalation_interval_minutes \
+                   FROM parquet_settings WHERE parquet_id = $1";
+        let found: Option<ParquetSettings> = on_pool!(self, |pool| sqlx::query_as(sql)
+            .bind(parquet_id)
+            .fetch_optional(pool)
+            .await)?;
+        Ok(found.unwrap_or_default())
+    }
+
+    pub async fn set_parquet_settings(
+        &self,
+        parquet_id: Uuid,
+        settings: &ParquetSettings,
+    ) -> StoreResult<()> {
+        let sql = "INSERT INTO parquet_settings (parquet_id, immediate_acknowledge_minutes, urgent_acknowledge_hours, normal_register_working_days, escalation_interval_minutes) \
+                   VALUES ($1, $2, $3, $4, $5) ON CONFLICT (parquet_id) DO UPDATE SET immediate_acknowledge_minutes = excluded.immediate_acknowledge_minutes, \
+                   urgent_acknowledge_hours = excluded.urgent_acknowledge_hours, normal_register_working_days = excluded.normal_register_working_days, \
+                   escalation_interval_minutes = excluded.escalation_interval_minutes";
+        on_pool!(self, |pool| sqlx::query(sql)
+            .bind(parquet_id)
+            .bind(settings.immediate_acknowledge_minutes)
+            .bind(settings.urgent_acknowledge_hours)
+            .bind(settings.normal_register_working_days)
+            .bind(settings.escalation_interval_minutes)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Urgent and immediate referrals sent before `sent_before` and still unacknowledged: the
+    /// candidates for escalation (the caller applies each parquet's exact deadline).
+    pub async fn unacknowledged_urgent(
+        &self,
+        sent_before: DateTime<Utc>,
+    ) -> StoreResult<Vec<AcknowledgementDue>> {
+        let sql = "SELECT id, reference, urgency, parquet_id, submitted_at, escalated_at, escalation_count FROM referrals \
+                   WHERE status = 'submitted' AND acknowledged_at IS NULL AND urgency IN ('immediate', 'urgent') \
+                   AND parquet_id IS NOT NULL AND submitted_at < $1 ORDER BY submitted_at";
+        Ok(on_pool!(self, |pool| sqlx::query_as(sql)
+            .bind(sent_before)
+            .fetch_all(pool)
+            .await)?)
+    }
+}

@@ -1,0 +1,215 @@
+//! Background work, all derived from the database so that a restart loses nothing: sending the
+//! outbox's e-mails (with retries and exponential backoff), and escalating urgent referrals
+//! left unacknowledged past their deadline.
+
+use crate::notify::{self, Notice};
+use crate::AppState;
+use chrono::{DateTime, Duration, Utc};
+use lettre::message::{Mailbox, MultiPart};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use store::{ActorInfo, EmailPayload, NewEvent, ReferralUpdate};
+
+/// How long a claimed job stays invisible to other workers.
+const LEASE_SECONDS: i64 = 120;
+/// After this many attempts (about two days of backoff) a job is marked failed.
+const MAX_ATTEMPTS: i64 = 40;
+
+#[derive(Debug, Clone)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub from: String,
+}
+
+/// Sends e-mails through an SMTP relay.
+#[derive(Clone)]
+pub struct Mailer {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+}
+
+impl Mailer {
+    /// A plain SMTP relay (the local MTA or the ministry's smarthost, which handles TLS
+    /// onwards).
+    pub fn new(settings: &SmtpSettings) -> Result<Mailer, String> {
+        let from: Mailbox = settings
+            .from
+            .parse()
+            .map_err(|e| format!("invalid sender address: {e}"))?;
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&settings.host)
+            .port(settings.port)
+            .timeout(Some(std::time::Duration::from_secs(10)))
+            .build();
+        Ok(Mailer { transport, from })
+    }
+
+    pub async fn send(&self, email: &EmailPayload) -> Result<(), String> {
+        let to: Mailbox = email
+            .to
+            .parse()
+            .map_err(|e| format!("invalid recipient: {e}"))?;
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(email.subject.clone())
+            .multipart(MultiPart::alternative_plain_html(
+                email.text.clone(),
+                email.html.clone(),
+            ))
+            .map_err(|e| e.to_string())?;
+        self.transport
+            .send(message)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Exponential backoff: 30 s, 1 min, 2 min… capped at one hour.
+pub fn backoff(attempts: i64) -> Duration {
+    let exponent = attempts.clamp(1, 8) - 1;
+    Duration::seconds((30 * (1i64 << exponent)).min(3600))
+}
+
+/// Sends what is due; returns how many e-mails were sent.
+pub async fn process_due_jobs(
+    state: &AppState,
+    mailer: &Mailer,
+) -> Result<usize, store::StoreError> {
+    let mut sent = 0;
+    loop {
+        let now = state.now();
+        let jobs = state
+            .store
+            .claim_jobs(now, Duration::seconds(LEASE_SECONDS), 20)
+            .await?;
+        if jobs.is_empty() {
+            return Ok(sent);
+        }
+        for job in jobs {
+            let outcome = match serde_json::from_str::<EmailPayload>(&job.payload) {
+                Ok(email) if job.kind == "email" => mailer.send(&email).await,
+                Ok(_) => Err(format!("unknown job kind {}", job.kind)),
+                Err(e) => Err(format!("unreadable payload: {e}")),
+            };
+            match outcome {
+                Ok(()) => {
+                    state.store.complete_job(job.id, state.now()).await?;
+                    sent += 1;
+                }
+                Err(error) => {
+                    tracing::warn!(job = %job.id, attempts = job.attempts, %error, "e-mail not sent; will retry");
+                    let give_up = job.attempts >= MAX_ATTEMPTS;
+                    state
+                        .store
+                        .retry_job(job.id, state.now() + backoff(job.attempts), &error, give_up)
+                        .await?;
+                    // The relay is probably down: leave the rest for the next round.
+                    return Ok(sent);
+                }
+            }
+        }
+    }
+}
+
+fn platform_actor() -> ActorInfo {
+    ActorInfo {
+        user_id: None,
+        name: "Info Parquet (automate)".into(),
+        role: "system".into(),
+        organisation: "Plateforme Info Parquet".into(),
+    }
+}
+
+/// Escalates every urgent or immediate referral whose acknowledgement deadline has passed, and
+/// again every escalation interval until it is acknowledged. Returns how many were escalated.
+pub async fn escalate_overdue(state: &AppState) -> Result<usize, store::StoreError> {
+    let now = state.now();
+    let mut escalated = 0;
+    // The shortest configurable deadline is a few minutes: look at everything sent before now.
+    for due in state.store.unacknowledged_urgent(now).await? {
+        let settings = state.store.parquet_settings(due.parquet_id).await?;
+        let deadline = if due.urgency == "immediate" {
+            due.submitted_at + Duration::minutes(settings.immediate_acknowledge_minutes)
+        } else {
+            due.submitted_at + Duration::hours(settings.urgent_acknowledge_hours)
+        };
+        if now < deadline {
+            continue;
+        }
+        let interval = Duration::minutes(settings.escalation_interval_minutes.max(1));
+        if due
+            .escalated_at
+            .is_some_and(|last: DateTime<Utc>| now < last + interval)
+        {
+            continue;
+        }
+        let Some(referral) = state.store.referral(due.id).await? else {
+            continue;
+        };
+        let mut outbox = notify::escalation_emails(state, &referral).await?;
+        let recipients = notify::parquet_recipients(state, &referral, now, true).await?;
+        outbox.extend(notify::for_users(state, &recipients, &referral, Notice::Escalation).await?);
+        let late = now - due.submitted_at;
+        let summary = format!(
+            "Alerte n° {} : aucun accusé de réception {} h {:02} min après l'envoi — procureur et secrétariat alertés",
+            due.escalation_count + 1,
+            late.num_hours(),
+            late.num_minutes() % 60
+        );
+        let update = ReferralUpdate {
+            escalated_at: Some(now),
+            outbox,
+            ..Default::default()
+        };
+        let event = NewEvent {
+            event_type: "escalated".into(),
+            audience: "parquet".into(),
+            summary,
+        };
+        if state
+            .store
+            .apply_update(due.id, "submitted", &update, now, &platform_actor(), &event)
+            .await?
+        {
+            escalated += 1;
+        }
+    }
+    Ok(escalated)
+}
+
+/// The worker loop: e-mails and escalations, every few seconds, until `shutdown`.
+pub async fn run_worker(
+    state: AppState,
+    mailer: Option<Mailer>,
+    every: std::time::Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        if let Err(error) = escalate_overdue(&state).await {
+            tracing::warn!(%error, "escalation round failed; will retry");
+        }
+        if let Some(mailer) = &mailer {
+            if let Err(error) = process_due_jobs(&state, mailer).await {
+                tracing::warn!(%error, "outbox round failed; will retry");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff;
+
+    #[test]
+    fn backoff_grows_then_caps() {
+        assert_eq!(backoff(1).num_seconds(), 30);
+        assert_eq!(backoff(2).num_seconds(), 60);
+        assert_eq!(backoff(5).num_seconds(), 480);
+        assert_eq!(backoff(30).num_seconds(), 3600);
+    }
+}
