@@ -136,6 +136,11 @@ impl FileStore {
         Ok(fs::read(self.path_of(key)?).await?)
     }
 
+    /// Where a stored file lives on disk (for synchronous readers such as the export).
+    pub fn path(&self, key: &str) -> Result<PathBuf, FileError> {
+        self.path_of(key)
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }

@@ -297,3 +297,115 @@ impl Store {
         Ok(deleted > 0)
     }
 }
+
+/// A response remembered for an `Idempotency-Key`.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct IdempotentResponse {
+    pub request_hash: String,
+    pub status: i64,
+    pub response: String,
+}
+
+impl Store {
+    /// The instant until which logins to this account are refused, if any.
+    pub async fn login_locked_until(
+        &self,
+        email: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<DateTime<Utc>>> {
+        let locked: Option<Option<DateTime<Utc>>> = on_pool!(self, |pool| sqlx::query_scalar(
+            "SELECT locked_until FROM login_attempts WHERE email = $1"
+        )
+        .bind(email.trim().to_lowercase())
+        .fetch_optional(pool)
+        .await)?;
+        Ok(locked.flatten().filter(|until| *until > now))
+    }
+
+    /// Records a failed login; from the fifth failure in a row the account is locked for a
+    /// duration that doubles with each further failure (1 min, 2 min, 4 min… up to a day).
+    pub async fn record_login_failure(
+        &self,
+        email: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<DateTime<Utc>>> {
+        let email = email.trim().to_lowercase();
+        let failures: i64 = on_pool!(self, |pool| {
+            sqlx::query_scalar(
+            "INSERT INTO login_attempts (email, failures, last_failure_at) VALUES ($1, 1, $2) \
+             ON CONFLICT (email) DO UPDATE SET failures = login_attempts.failures + 1, last_failure_at = $2 RETURNING failures"
+        )
+        .bind(&email)
+        .bind(now)
+        .fetch_one(pool)
+        .await
+        })?;
+        if failures < 5 {
+            return Ok(None);
+        }
+        let minutes = 1i64 << (failures - 5).min(11);
+        let until = now + chrono::Duration::minutes(minutes.min(24 * 60));
+        on_pool!(self, |pool| sqlx::query(
+            "UPDATE login_attempts SET locked_until = $2 WHERE email = $1"
+        )
+        .bind(&email)
+        .bind(until)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(Some(until))
+    }
+
+    pub async fn reset_login_failures(&self, email: &str) -> StoreResult<()> {
+        on_pool!(self, |pool| sqlx::query(
+            "DELETE FROM login_attempts WHERE email = $1"
+        )
+        .bind(email.trim().to_lowercase())
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    pub async fn idempotent_response(
+        &self,
+        user_id: Uuid,
+        key: &str,
+    ) -> StoreResult<Option<IdempotentResponse>> {
+        Ok(on_pool!(self, |pool| {
+            sqlx::query_as("SELECT request_hash, status, response FROM idempotency_keys WHERE user_id = $1 AND key = $2")
+            .bind(user_id)
+            .bind(key)
+            .fetch_optional(pool)
+            .await
+        })?)
+    }
+
+    /// Remembers a response; a concurrent request with the same key that finished first wins.
+    pub async fn remember_response(
+        &self,
+        user_id: Uuid,
+        key: &str,
+        request_hash: &str,
+        status: i64,
+        response: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        on_pool!(self, |pool| {
+            sqlx::query(
+            "INSERT INTO idempotency_keys (user_id, key, request_hash, status, response, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (user_id, key) DO NOTHING"
+        )
+        .bind(user_id)
+        .bind(key)
+        .bind(request_hash)
+        .bind(status)
+        .bind(response)
+        .bind(now)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected())
+        })?;
+        Ok(())
+    }
+}

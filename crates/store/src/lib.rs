@@ -4,7 +4,7 @@
 
 mod accounts;
 pub mod audit;
-pub use accounts::SavedFilter;
+pub use accounts::{IdempotentResponse, SavedFilter};
 mod models;
 pub mod outbox;
 mod reference;

@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 //! The web application: DSFR pages for people, a JSON API for systems, both over the same
 //! rules (`service`), with failures mapped to HTTP in `error`.
 
@@ -5,6 +6,7 @@ pub mod api;
 mod assets;
 pub mod auth;
 pub mod error;
+pub mod export;
 pub mod jobs;
 pub mod notify;
 pub mod pages;
@@ -108,6 +110,10 @@ pub fn router(state: AppState) -> Router {
         .merge(api::routes())
         .merge(pages::routes())
         .merge(assets::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            api::idempotency::idempotency,
+        ))
         .layer(axum::middleware::from_fn(security::headers))
         .with_state(state)
 }

@@ -1,9 +1,11 @@
 //! The JSON API (`/api/v1`), as described in API.md.
 
+pub(crate) mod idempotency;
+pub mod openapi;
 mod reference;
 mod referrals;
 
-pub use referrals::{pdf_response, scope_filter, stream_attachment, ApiJson};
+pub use referrals::{export_response, pdf_response, scope_filter, stream_attachment, ApiJson};
 
 use crate::AppState;
 use axum::http::StatusCode;
@@ -15,6 +17,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .merge(reference::routes())
         .merge(referrals::routes())
+        .merge(openapi::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
 }

@@ -64,6 +64,7 @@ pub fn routes() -> Router<AppState> {
             "/api/v1/referrals/{id}/decision-notice.pdf",
             get(decision_notice_pdf),
         )
+        .route("/api/v1/referrals/{id}/export.zip", get(export_zip))
         .route("/api/v1/receipts/{code}", get(verify_receipt))
         .route("/api/v1/audit/checkpoints", get(checkpoints))
         .route("/.well-known/infoparquet-signing-key", get(signing_key))
@@ -878,4 +879,53 @@ async fn checkpoints(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<store::AuditCheckpoint>>, ApiError> {
     Ok(Json(state.store.audit_checkpoints().await?))
+}
+
+/// The package for the parquet's case-management chain (parquet roles only).
+pub async fn export_response(
+    state: &AppState,
+    user: &crate::auth::CurrentUser,
+    id: Uuid,
+) -> Result<Response, AppError> {
+    if !user.role.is_parquet() {
+        return Err(AppError::Forbidden(
+            "L'export vers la chaîne pénale est réservé au parquet.".into(),
+        ));
+    }
+    let service = ReferralService::new(state, user);
+    let referral = service.load(id).await?;
+    let events = state.store.events(id).await?;
+    let file = crate::export::build(state, &referral, &events).await?;
+    service
+        .journal(
+            "referral.exported",
+            format!("referral:{id}"),
+            crate::export::SCHEMA.into(),
+        )
+        .await?;
+    let name = referral
+        .row
+        .reference
+        .clone()
+        .unwrap_or_else(|| id.to_string());
+    let stream = tokio_util_stream(tokio::fs::File::from_std(file));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/zip".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"export-{name}.zip\""),
+            ),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+async fn export_zip(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(export_response(&state, &user, parse_id(&id)?).await?)
 }

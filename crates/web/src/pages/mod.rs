@@ -143,6 +143,19 @@ async fn login(
     Form(form): Form<LoginForm>,
 ) -> Result<Response, PageError> {
     let email = form.email.trim().to_lowercase();
+    // Progressive lockout: after repeated failures the account refuses every attempt for a
+    // while, even with the right password.
+    if let Some(until) = state.store.login_locked_until(&email, state.now()).await? {
+        let page = LoginPage {
+            layout: Layout::anonymous(),
+            error: Some(format!(
+                "Trop de tentatives de connexion pour ce compte. Réessayez après {} (heure de Paris).",
+                until.with_timezone(&Paris).format("%H:%M")
+            )),
+            email: form.email,
+        };
+        return Ok((StatusCode::TOO_MANY_REQUESTS, render(&page)).into_response());
+    }
     let user = state
         .store
         .user_by_email(&email)
@@ -179,9 +192,20 @@ async fn login(
             detail: String::new(),
         };
         state.store.audit(&attempt).await?;
+        let locked = state
+            .store
+            .record_login_failure(&email, state.now())
+            .await?;
+        let message = match locked {
+            Some(until) => format!(
+                "Adresse électronique ou mot de passe incorrect. Trop de tentatives : ce compte est bloqué jusqu'à {} (heure de Paris).",
+                until.with_timezone(&Paris).format("%H:%M")
+            ),
+            None => "Adresse électronique ou mot de passe incorrect.".into(),
+        };
         let page = LoginPage {
             layout: Layout::anonymous(),
-            error: Some("Adresse électronique ou mot de passe incorrect.".into()),
+            error: Some(message),
             email: form.email,
         };
         return Ok((StatusCode::UNAUTHORIZED, render(&page)).into_response());
@@ -199,6 +223,7 @@ async fn login(
         detail: "mot de passe".into(),
     };
     state.store.audit(&login).await?;
+    state.store.reset_login_failures(&email).await?;
     // A fresh session id at every login: a fixed id planted before login is useless.
     let session = auth::random_secret();
     state

@@ -29,6 +29,7 @@ pub fn routes() -> Router<AppState> {
         .route("/saisines/{id}/accuse-reception.pdf", get(receipt_pdf))
         .route("/saisines/{id}/avis-40-2.pdf", get(notice_pdf))
         .route("/saisines/{id}/pieces/{attachment_id}", get(download))
+        .route("/saisines/{id}/export.zip", get(export))
 }
 
 pub fn parse_id(raw: &str) -> Result<Uuid, AppError> {
@@ -876,4 +877,12 @@ async fn download(
         )
         .await?;
     Ok(crate::api::stream_attachment(&state, &attachment, false).await?)
+}
+
+async fn export(
+    State(state): State<AppState>,
+    user: SessionUser,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    Ok(crate::api::export_response(&state, &user.current, parse_id(&id)?).await?)
 }

@@ -1003,3 +1003,193 @@ async fn reads_downloads_and_logins_are_journaled_in_the_chain() {
         Ok(true)
     );
 }
+
+#[tokio::test]
+async fn idempotency_key_replays_the_first_response_and_creates_nothing_new() {
+    let app = TestApp::spawn().await;
+    let agent = app.user(&app.administration, "agent").await;
+    let create = |key: &'static str, title: &'static str| {
+        app.client
+            .post(app.url("/api/v1/referrals"))
+            .bearer_auth(&agent.token)
+            .header("idempotency-key", key)
+            .json(&json!({"title": title}))
+            .send()
+    };
+    let first = create("cle-1", "Premier envoi").await.expect("first");
+    assert_eq!(first.status(), 201);
+    let first = json_of(first).await;
+    let retry = create("cle-1", "Premier envoi").await.expect("retry");
+    assert_eq!(retry.status(), 201);
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    assert_eq!(
+        json_of(retry).await["id"],
+        first["id"],
+        "the same referral, not a new one"
+    );
+    let list = json_of(app.get(&agent, "/api/v1/referrals").await).await;
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        create("cle-1", "Autre chose")
+            .await
+            .expect("misuse")
+            .status(),
+        409,
+        "same key, different request"
+    );
+    assert_eq!(
+        create("cle-2", "Second").await.expect("other key").status(),
+        201
+    );
+}
+
+#[tokio::test]
+async fn export_package_is_self_describing_and_checksummed() {
+    use std::io::Read;
+    let app = TestApp::spawn().await;
+    let agent = app.user(&app.administration, "agent").await;
+    let clerk = app.user(&app.blois, "clerk").await;
+    let id = app.draft(&agent).await;
+    let pdf = b"%PDF-1.4 proces-verbal".to_vec();
+    app.upload(&agent, &id, "pv.pdf", "application/pdf", pdf.clone())
+        .await;
+    app.post(&agent, &format!("/api/v1/referrals/{id}/submit"), json!({}))
+        .await;
+    app.post(
+        &clerk,
+        &format!("/api/v1/referrals/{id}/register"),
+        json!({"parquet_number": "26109000555"}),
+    )
+    .await;
+    app.post(
+        &clerk,
+        &format!("/api/v1/referrals/{id}/decision"),
+        json!({"kind": "prosecution", "mode": "copj", "hearing_date": "2027-02-01"}),
+    )
+    .await;
+
+    assert_eq!(
+        app.get(&agent, &format!("/api/v1/referrals/{id}/export.zip"))
+            .await
+            .status(),
+        403,
+        "the parquet's tool"
+    );
+    let response = app
+        .get(&clerk, &format!("/api/v1/referrals/{id}/export.zip"))
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/zip");
+    let bytes = response.bytes().await.expect("zip").to_vec();
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("a valid zip");
+    let mut read = |name: &str| {
+        let mut content = Vec::new();
+        archive
+            .by_name(name)
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .read_to_end(&mut content)
+            .expect("read");
+        content
+    };
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&read("manifest.json")).expect("manifest");
+    assert_eq!(manifest["schema"], "infoparquet-export-v1");
+    assert_eq!(manifest["referral"]["parquet_number"], "26109000555");
+    assert_eq!(manifest["offences"][0]["code"], 7151);
+    assert_eq!(manifest["parties"][0]["siret"], "13002526500013");
+    assert_eq!(manifest["decision"]["mode"], "copj");
+    assert!(
+        manifest["receipt"]["signature"].is_string()
+            && manifest["decision_notice"]["signature"].is_string()
+    );
+    let document = manifest["documents"][0]["path"]
+        .as_str()
+        .expect("path")
+        .to_string();
+    assert_eq!(read(&document), pdf);
+    let sums = String::from_utf8(read("SHA256SUMS")).expect("sums");
+    for line in sums.lines() {
+        let (hash, name) = line.split_once("  ").expect("sha256sum format");
+        assert_eq!(
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(read(name))),
+            hash,
+            "{name}"
+        );
+    }
+    assert!(
+        sums.contains("receipt.pdf")
+            && sums.contains("decision-notice.pdf")
+            && sums.contains("manifest.json")
+    );
+}
+
+#[tokio::test]
+async fn openapi_document_is_snapshotted_and_every_documented_path_is_routed() {
+    let app = TestApp::spawn().await;
+    let agent = app.user(&app.administration, "agent").await;
+    let served = json_of(
+        app.client
+            .get(app.url("/api/openapi.json"))
+            .send()
+            .await
+            .expect("openapi"),
+    )
+    .await;
+    assert_eq!(served["openapi"], "3.1.0");
+
+    // A change of the contract must be deliberate: update the snapshot with
+    // INFOPARQUET_UPDATE_SNAPSHOTS=1 cargo test -p web openapi
+    let snapshot_path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/app/openapi.snapshot.json");
+    let pretty = serde_json::to_string_pretty(&served).expect("json") + "\n";
+    if std::env::var("INFOPARQUET_UPDATE_SNAPSHOTS").is_ok_and(|v| v == "1") {
+        std::fs::write(&snapshot_path, &pretty).expect("write snapshot");
+    }
+    let snapshot = std::fs::read_to_string(&snapshot_path).expect("snapshot file");
+    assert!(
+        snapshot == pretty,
+        "the OpenAPI document changed: review it, then update the snapshot (see the comment above)"
+    );
+
+    let mut checked = 0;
+    for (path, methods) in served["paths"].as_object().expect("paths") {
+        let concrete = path
+            .replace("{id}", &uuid::Uuid::now_v7().to_string())
+            .replace("{attachment_id}", &uuid::Uuid::now_v7().to_string())
+            .replace("{verification_code}", "AAAA-BBBB-CCCC");
+        for method in methods.as_object().expect("methods").keys() {
+            let request = match method.as_str() {
+                "get" => app.client.get(app.url(&concrete)),
+                "post" => app.client.post(app.url(&concrete)).json(&json!({})),
+                "patch" => app.client.patch(app.url(&concrete)).json(&json!({})),
+                other => panic!("unexpected method {other}"),
+            };
+            let response = request
+                .bearer_auth(&agent.token)
+                .send()
+                .await
+                .expect("request");
+            let status = response.status().as_u16();
+            let problem = response
+                .headers()
+                .get("content-type")
+                .is_some_and(|c| c.to_str().unwrap_or("").contains("json"));
+            assert!(
+                status != 405 && (status != 404 || problem),
+                "{method} {path} is documented but not routed ({status})"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 30, "{checked}");
+    let docs = app
+        .client
+        .get(app.url("/api/docs"))
+        .send()
+        .await
+        .expect("docs")
+        .text()
+        .await
+        .expect("html");
+    assert!(docs.contains("/api/v1/referrals/{id}/decision"));
+}

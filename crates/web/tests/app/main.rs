@@ -5,6 +5,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod api;
+mod authorization;
 mod browser;
 mod pages;
 mod urgency;

@@ -346,3 +346,35 @@ async fn inbox_tabs_filters_and_saved_filters() {
         "saved filters are per user"
     );
 }
+
+#[tokio::test]
+async fn repeated_login_failures_lock_the_account_progressively() {
+    let app = TestApp::spawn().await;
+    let agent = app.user(&app.administration, "agent").await;
+    let attempt = |password: &'static str| {
+        app.client
+            .post(app.url("/connexion"))
+            .form(&[
+                ("email", agent.user.email.clone()),
+                ("password", password.to_string()),
+            ])
+            .send()
+    };
+    for _ in 0..4 {
+        assert_eq!(attempt("faux").await.expect("login").status(), 401);
+    }
+    let fifth = attempt("faux").await.expect("login");
+    assert_eq!(fifth.status(), 401);
+    assert!(fifth.text().await.expect("html").contains("bloqué"));
+    let locked = attempt(PASSWORD).await.expect("login");
+    assert_eq!(
+        locked.status(),
+        429,
+        "even the right password is refused while locked"
+    );
+    assert!(locked
+        .text()
+        .await
+        .expect("html")
+        .contains("Trop de tentatives"));
+}
