@@ -8,6 +8,7 @@ pub mod integrity;
 pub mod limitation;
 pub mod permissions;
 pub mod referral;
+pub mod stats;
 pub mod text;
 
 pub use identifiers::{InseeCode, NatinfCode, ParquetNumber, Siren, Siret};

@@ -66,6 +66,22 @@ enum Command {
         #[command(subcommand)]
         action: TokenCommand,
     },
+    /// Print the impact indicators (delays, decisions returned, urgent referrals in time,
+    /// backlog, dismissals by reason) for the whole platform, a parquet or an administration.
+    Stats {
+        /// Court code (SRJ) of a parquet.
+        #[arg(long)]
+        parquet: Option<String>,
+        /// SIRET of an administration.
+        #[arg(long)]
+        siret: Option<String>,
+        /// First day of the period (YYYY-MM-DD).
+        #[arg(long)]
+        from: Option<chrono::NaiveDate>,
+        /// Last day of the period (YYYY-MM-DD).
+        #[arg(long)]
+        to: Option<chrono::NaiveDate>,
+    },
     /// The journal (hash-chained log of every action and read).
     Audit {
         #[command(subcommand)]
@@ -444,6 +460,92 @@ async fn main() -> anyhow::Result<()> {
             );
             if generated {
                 println!("Generated password (shown once): {password}");
+            }
+            Ok(())
+        }
+        Command::Stats {
+            parquet,
+            siret,
+            from,
+            to,
+        } => {
+            let store = open_store(&config).await?;
+            let mut filter = store::StatsFilter {
+                from: from
+                    .and_then(|d| d.and_hms_opt(0, 0, 0))
+                    .map(|t| t.and_utc()),
+                to: to
+                    .and_then(|d| d.succ_opt())
+                    .and_then(|d| d.and_hms_opt(0, 0, 0))
+                    .map(|t| t.and_utc()),
+                ..Default::default()
+            };
+            let mut scope = "whole platform".to_string();
+            if let Some(code) = parquet {
+                let organisation = store
+                    .organisation_by_court_code(&code)
+                    .await?
+                    .with_context(|| format!("no parquet has court code {code}"))?;
+                filter.parquet_id = Some(organisation.id);
+                scope = organisation.name;
+            }
+            if let Some(siret) = siret {
+                let organisation = store
+                    .organisation_by_siret(&siret)
+                    .await?
+                    .with_context(|| format!("no administration has SIRET {siret}"))?;
+                filter.administration_id = Some(organisation.id);
+                scope = organisation.name;
+            }
+            let facts = store.referral_facts(&filter).await?;
+            let i = domain::stats::indicators(&facts, Utc::now(), 60, 24);
+            let hours =
+                |h: Option<f64>| h.map(|h| format!("{h:.1} h")).unwrap_or_else(|| "-".into());
+            let percent = |v: Option<f64>| {
+                v.map(|v| format!("{:.0} %", v * 100.0))
+                    .unwrap_or_else(|| "-".into())
+            };
+            println!("Indicators — {scope}");
+            println!("  referrals received                     {}", i.received);
+            println!(
+                "  to acknowledgement  median / p90       {} / {}",
+                hours(i.to_acknowledgement.median_hours),
+                hours(i.to_acknowledgement.p90_hours)
+            );
+            println!(
+                "  to registration     median / p90       {} / {}",
+                hours(i.to_registration.median_hours),
+                hours(i.to_registration.p90_hours)
+            );
+            println!(
+                "  to decision         median / p90       {} / {}",
+                hours(i.to_decision.median_hours),
+                hours(i.to_decision.p90_hours)
+            );
+            println!(
+                "  decision returned to the sender        {} ({})",
+                i.decided,
+                percent(i.decided_share)
+            );
+            println!(
+                "  urgent/immediate acknowledged in time  {} of {} ({})",
+                i.urgent_in_time,
+                i.urgent,
+                percent(i.urgent_in_time_share)
+            );
+            println!(
+                "  dismissal rate                         {}",
+                percent(i.dismissal_rate)
+            );
+            println!(
+                "  nearing limitation (< 6 months)        {}",
+                i.nearing_limitation
+            );
+            for (label, n) in domain::stats::BACKLOG_LABELS.iter().zip(i.backlog_by_age) {
+                println!("  backlog {label:<31}{n}");
+            }
+            for (code, n) in &i.dismissals_by_reason {
+                println!("  dismissals, reason {code:<20}{n}");
             }
             Ok(())
         }

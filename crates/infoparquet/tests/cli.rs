@@ -152,6 +152,14 @@ fn demo_twice_then_tokens_users_and_imports_on_sqlite() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("nothing was changed"));
 
+    let stats = infoparquet(dir.path(), &["stats", "--parquet", "109"], &[]);
+    assert_success(&stats);
+    assert!(
+        stdout(&stats).contains("Indicators — Parquet du tribunal judiciaire de Blois")
+            && stdout(&stats).contains("referrals received"),
+        "{}",
+        stdout(&stats)
+    );
     let verify = infoparquet(dir.path(), &["audit", "verify"], &[]);
     assert_success(&verify);
     assert!(

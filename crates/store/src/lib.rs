@@ -20,6 +20,7 @@ pub use reference::{
     decode_legacy_text, parquet_id_for_court, parse_offences, CompetenceImportError, ImportFailure,
     ReferenceCounts,
 };
+pub use referrals::StatsFilter;
 pub use sqlx::types::Json;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

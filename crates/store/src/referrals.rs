@@ -593,3 +593,66 @@ impl Store {
             .await)?)
     }
 }
+
+/// Which sent referrals the indicators cover.
+#[derive(Debug, Clone, Default)]
+pub struct StatsFilter {
+    pub parquet_id: Option<Uuid>,
+    pub administration_id: Option<Uuid>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct FactsRow {
+    urgency: String,
+    status: String,
+    submitted_at: DateTime<Utc>,
+    acknowledged_at: Option<DateTime<Utc>>,
+    registered_at: Option<DateTime<Utc>>,
+    decided_at: Option<DateTime<Utc>>,
+    decision: Option<Json<crate::Decision>>,
+    limitation_date: Option<chrono::NaiveDate>,
+}
+
+impl Store {
+    /// The facts the indicators are computed from, for sent referrals within the filter.
+    pub async fn referral_facts(
+        &self,
+        filter: &StatsFilter,
+    ) -> StoreResult<Vec<domain::stats::ReferralFacts>> {
+        let rows: Vec<FactsRow> = on_pool!(self, |pool, Db| {
+            let mut q = sqlx::QueryBuilder::<Db>::new(
+                "SELECT urgency, status, submitted_at, acknowledged_at, registered_at, decided_at, decision, limitation_date \
+                 FROM referrals WHERE submitted_at IS NOT NULL",
+            );
+            if let Some(id) = filter.parquet_id {
+                q.push(" AND parquet_id = ").push_bind(id);
+            }
+            if let Some(id) = filter.administration_id {
+                q.push(" AND administration_id = ").push_bind(id);
+            }
+            if let Some(from) = filter.from {
+                q.push(" AND submitted_at >= ").push_bind(from);
+            }
+            if let Some(to) = filter.to {
+                q.push(" AND submitted_at < ").push_bind(to);
+            }
+            q.build_query_as().fetch_all(pool).await
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|r| domain::stats::ReferralFacts {
+                urgency: r.urgency,
+                status: r.status,
+                submitted_at: r.submitted_at,
+                acknowledged_at: r.acknowledged_at,
+                registered_at: r.registered_at,
+                decided_at: r.decided_at,
+                decision_kind: r.decision.as_ref().map(|d| d.0.kind.clone()),
+                reason_code: r.decision.and_then(|d| d.0.reason_code),
+                limitation_date: r.limitation_date,
+            })
+            .collect())
+    }
+}

@@ -5,6 +5,7 @@ mod actions;
 pub mod documents;
 mod draft;
 mod referral;
+mod stats;
 mod urgency;
 
 use crate::auth::{self, MaybeSessionUser, SessionUser};
@@ -30,6 +31,7 @@ pub fn routes() -> Router<AppState> {
         .merge(actions::routes())
         .merge(draft::routes())
         .merge(urgency::routes())
+        .merge(stats::routes())
 }
 
 /// Renders a template; a template failure is an internal error page.

@@ -415,6 +415,12 @@ async fn parquet_journey_register_assign_dismiss_and_notice() {
         .submit("form[action$='/actions/assign'] button")
         .await;
     assert!(browser.text().await.contains("Attribuée à"));
+    // The clerk's other pages pass axe-core too.
+    browser.goto(&app.url("/permanence")).await;
+    browser.goto(&app.url("/statistiques")).await;
+    browser.goto(&app.url("/statistiques/publiques")).await;
+    browser.goto(&app.url("/notifications")).await;
+    browser.goto(&app.url("/saisines?tab=urgentes")).await;
     browser.logout().await;
 
     browser.login(&app, &prosecutor.user.email).await;

@@ -378,3 +378,211 @@ async fn repeated_login_failures_lock_the_account_progressively() {
         .expect("html")
         .contains("Trop de tentatives"));
 }
+
+#[tokio::test]
+async fn indicators_pages_scope_figures_and_suppress_small_public_cells() {
+    let app = TestApp::spawn().await;
+    let agent = app.user(&app.administration, "agent").await;
+    let clerk = app.user(&app.blois, "clerk").await;
+    let lille_clerk = app.user(&app.lille, "clerk").await;
+    for _ in 0..6 {
+        let id = app.sent(&agent).await;
+        app.post(
+            &clerk,
+            &format!("/api/v1/referrals/{id}/acknowledge"),
+            serde_json::json!({}),
+        )
+        .await;
+    }
+    let dismissed = app.sent(&agent).await;
+    app.post(
+        &clerk,
+        &format!("/api/v1/referrals/{dismissed}/register"),
+        serde_json::json!({"parquet_number": "26109000777"}),
+    )
+    .await;
+    app.post(
+        &clerk,
+        &format!("/api/v1/referrals/{dismissed}/decision"),
+        serde_json::json!({"kind": "dismissal", "reason_code": "71"}),
+    )
+    .await;
+
+    let cookie = login(&app, &clerk.user.email).await;
+    let html = app
+        .client
+        .get(app.url("/statistiques"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("stats")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        html.contains("<td>Saisines reçues</td><td>7</td>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("Motif 71") && html.contains("<td>14 %</td>"),
+        "one decision out of seven: {html}"
+    );
+    let other = login(&app, &lille_clerk.user.email).await;
+    let html = app
+        .client
+        .get(app.url("/statistiques"))
+        .header("cookie", &other)
+        .send()
+        .await
+        .expect("stats")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        html.contains("<td>Saisines reçues</td><td>0</td>"),
+        "another parquet sees its own figures only"
+    );
+
+    let csv = app
+        .client
+        .get(app.url("/statistiques.csv"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("csv");
+    assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
+    let csv = csv.text().await.expect("csv");
+    assert!(
+        csv.contains("indicateurs;\"Saisines reçues\";\"7\"")
+            && csv.contains("classements par motif;\"71\";1"),
+        "{csv}"
+    );
+
+    let public = app
+        .client
+        .get(app.url("/statistiques/publiques"))
+        .send()
+        .await
+        .expect("public")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        public.contains("<td>Saisines reçues</td><td>7</td>"),
+        "{public}"
+    );
+    assert!(
+        public.contains("<td>Motif 71</td><td>&#60; 5</td>"),
+        "small cells suppressed: {public}"
+    );
+}
+
+#[tokio::test]
+async fn clerks_manage_the_on_call_rota_and_the_inbox_shows_who_is_on_call() {
+    let app = TestApp::spawn().await;
+    let clerk = app.user(&app.blois, "clerk").await;
+    let prosecutor = app.user(&app.blois, "prosecutor").await;
+    let cookie = login(&app, &clerk.user.email).await;
+    let page = app
+        .client
+        .get(app.url("/permanence"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    let csrf = page
+        .split("name=\"csrf_token\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("csrf")
+        .to_string();
+    let now = chrono::Utc::now().with_timezone(&chrono_tz::Europe::Paris);
+    let from = (now - chrono::Duration::hours(1))
+        .format("%Y-%m-%dT%H:%M")
+        .to_string();
+    let to = (now + chrono::Duration::hours(10))
+        .format("%Y-%m-%dT%H:%M")
+        .to_string();
+    let user_id = prosecutor.user.id.to_string();
+    let shift = |phone: &'static str, cookie: &str| {
+        app.client
+            .post(app.url("/permanence/gardes"))
+            .header("cookie", cookie.to_string())
+            .form(&[
+                ("csrf_token", csrf.as_str()),
+                ("user_id", user_id.as_str()),
+                ("starts_at", from.as_str()),
+                ("ends_at", to.as_str()),
+                ("phone", phone),
+            ])
+            .send()
+    };
+    let refused = shift("12", &cookie).await.expect("post");
+    assert_eq!(refused.status(), 422);
+    assert!(refused
+        .text()
+        .await
+        .expect("html")
+        .contains("numéro de téléphone"));
+    assert_eq!(
+        shift("06 12 34 56 78", &cookie)
+            .await
+            .expect("post")
+            .status(),
+        303
+    );
+    let inbox = app
+        .client
+        .get(app.url("/saisines"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("inbox")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        inbox.contains(&prosecutor.user.display_name) && inbox.contains("06 12 34 56 78"),
+        "the inbox shows who is on call now"
+    );
+
+    let prosecutor_cookie = login(&app, &prosecutor.user.email).await;
+    let page = app
+        .client
+        .get(app.url("/permanence"))
+        .header("cookie", &prosecutor_cookie)
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    let their_csrf = page
+        .split("name=\"csrf_token\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("csrf")
+        .to_string();
+    let forbidden = app
+        .client
+        .post(app.url("/permanence/gardes"))
+        .header("cookie", &prosecutor_cookie)
+        .form(&[
+            ("csrf_token", their_csrf.as_str()),
+            ("user_id", user_id.as_str()),
+            ("starts_at", from.as_str()),
+            ("ends_at", to.as_str()),
+            ("phone", "0612345678"),
+        ])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(
+        forbidden.status(),
+        403,
+        "only the bureau d'ordre edits the rota"
+    );
+}
