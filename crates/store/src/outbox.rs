@@ -441,3 +441,23 @@ impl Store {
             .await)?)
     }
 }
+
+impl Store {
+    /// Registered referrals still without a decision, registered before `registered_before`,
+    /// and not reminded since `not_reminded_since`: the parquet is reminded of them.
+    pub async fn undecided_for_reminder(
+        &self,
+        registered_before: DateTime<Utc>,
+        not_reminded_since: DateTime<Utc>,
+    ) -> StoreResult<Vec<(Uuid, String)>> {
+        let sql = "SELECT r.id, r.status FROM referrals r WHERE r.status IN ('registered', 'under_investigation') \
+                   AND r.decided_at IS NULL AND r.registered_at <= $1 \
+                   AND NOT EXISTS (SELECT 1 FROM events e WHERE e.referral_id = r.id AND e.type = 'decision_reminder' AND e.at >= $2) \
+                   ORDER BY r.registered_at";
+        Ok(on_pool!(self, |pool| sqlx::query_as(sql)
+            .bind(registered_before)
+            .bind(not_reminded_since)
+            .fetch_all(pool)
+            .await)?)
+    }
+}

@@ -178,6 +178,50 @@ pub async fn escalate_overdue(state: &AppState) -> Result<usize, store::StoreErr
     Ok(escalated)
 }
 
+/// Reminds the parquet of registered referrals without a decision three months after their
+/// registration, then every month until a decision is taken. Returns how many were reminded.
+pub async fn remind_undecided(state: &AppState) -> Result<usize, store::StoreError> {
+    let now = state.now();
+    let registered_before = now
+        .checked_sub_months(chrono::Months::new(
+            domain::calendar::DECISION_REMINDER_MONTHS,
+        ))
+        .unwrap_or(now);
+    let not_reminded_since = now
+        .checked_sub_months(chrono::Months::new(1))
+        .unwrap_or(now);
+    let mut reminded = 0;
+    for (id, status) in state
+        .store
+        .undecided_for_reminder(registered_before, not_reminded_since)
+        .await?
+    {
+        let Some(referral) = state.store.referral(id).await? else {
+            continue;
+        };
+        let recipients = notify::parquet_recipients(state, &referral, now, false).await?;
+        let outbox =
+            notify::for_users(state, &recipients, &referral, Notice::DecisionReminder).await?;
+        let update = ReferralUpdate {
+            outbox,
+            ..Default::default()
+        };
+        let event = NewEvent {
+            event_type: "decision_reminder".into(),
+            audience: "parquet".into(),
+            summary: "Rappel : aucune décision trois mois après l'enregistrement".into(),
+        };
+        if state
+            .store
+            .apply_update(id, &status, &update, now, &platform_actor(), &event)
+            .await?
+        {
+            reminded += 1;
+        }
+    }
+    Ok(reminded)
+}
+
 /// The worker loop: e-mails and escalations, every few seconds, until `shutdown`.
 pub async fn run_worker(
     state: AppState,
@@ -188,6 +232,9 @@ pub async fn run_worker(
     loop {
         if let Err(error) = escalate_overdue(&state).await {
             tracing::warn!(%error, "escalation round failed; will retry");
+        }
+        if let Err(error) = remind_undecided(&state).await {
+            tracing::warn!(%error, "reminder round failed; will retry");
         }
         if let Some(mailer) = &mailer {
             if let Err(error) = process_due_jobs(&state, mailer).await {

@@ -467,3 +467,89 @@ async fn two_workers_on_postgresql_send_each_message_once() {
     assert_eq!(store.job_counts().await.expect("counts"), (0, 60, 0));
     println!("two workers on PostgreSQL: {first} + {second} messages");
 }
+
+#[tokio::test]
+async fn undecided_referrals_are_recalled_to_the_parquet_after_three_months_then_monthly() {
+    let start = Utc
+        .with_ymd_and_hms(2026, 4, 15, 10, 0, 0)
+        .single()
+        .expect("instant");
+    let clock = Clock::manual(start);
+    let app = TestApp::spawn_with(clock.clone()).await;
+    let agent = app.user(&app.administration, "agent").await;
+    let clerk = app.user(&app.blois, "clerk").await;
+    let id = app.sent(&agent).await;
+    app.post(
+        &clerk,
+        &format!("/api/v1/referrals/{id}/register"),
+        json!({"parquet_number": "26109000321"}),
+    )
+    .await;
+    let decided = app.sent(&agent).await;
+    app.post(
+        &clerk,
+        &format!("/api/v1/referrals/{decided}/register"),
+        json!({"parquet_number": "26109000322"}),
+    )
+    .await;
+    app.post(
+        &clerk,
+        &format!("/api/v1/referrals/{decided}/decision"),
+        json!({"kind": "judicial_investigation"}),
+    )
+    .await;
+
+    clock.set(start + Duration::days(85));
+    assert_eq!(
+        web::jobs::remind_undecided(&app.state)
+            .await
+            .expect("round"),
+        0,
+        "before three months"
+    );
+    clock.set(start + Duration::days(91));
+    assert_eq!(
+        web::jobs::remind_undecided(&app.state)
+            .await
+            .expect("round"),
+        1,
+        "only the undecided one"
+    );
+    assert_eq!(
+        web::jobs::remind_undecided(&app.state)
+            .await
+            .expect("round"),
+        0,
+        "once"
+    );
+    clock.set(start + Duration::days(123));
+    assert_eq!(
+        web::jobs::remind_undecided(&app.state)
+            .await
+            .expect("round"),
+        1,
+        "again a month later"
+    );
+    let notifications = app
+        .store
+        .notifications(clerk.user.id, 10)
+        .await
+        .expect("notifications");
+    assert!(
+        notifications.iter().any(|n| n.kind == "reminder"),
+        "the bureau d'ordre is told"
+    );
+    let sender_events = json_of(
+        app.get(&agent, &format!("/api/v1/referrals/{id}/events"))
+            .await,
+    )
+    .await;
+    assert!(
+        !sender_events
+            .as_array()
+            .expect("events")
+            .iter()
+            .any(|e| e["type"] == "decision_reminder"),
+        "internal to the parquet"
+    );
+}
