@@ -110,6 +110,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api::routes())
         .merge(pages::routes())
         .merge(assets::routes())
+        .fallback(pages::legal::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             api::idempotency::idempotency,

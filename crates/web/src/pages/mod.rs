@@ -4,6 +4,7 @@
 mod actions;
 pub mod documents;
 mod draft;
+pub mod legal;
 mod referral;
 mod stats;
 mod urgency;
@@ -32,6 +33,7 @@ pub fn routes() -> Router<AppState> {
         .merge(draft::routes())
         .merge(urgency::routes())
         .merge(stats::routes())
+        .merge(legal::routes())
 }
 
 /// Renders a template; a template failure is an internal error page.
@@ -51,6 +53,7 @@ pub struct SessionInfo {
     pub organisation: String,
     pub csrf: String,
     pub is_sender: bool,
+    pub is_admin: bool,
     pub unread: i64,
 }
 
@@ -75,6 +78,7 @@ impl Layout {
                 csrf: user.csrf_token.clone(),
                 is_sender: user.current.role.is_sender(),
                 unread: user.unread,
+                is_admin: user.current.role == domain::Role::Admin,
             }),
             section,
         }
@@ -106,8 +110,11 @@ pub struct ErrorPage {
     pub status: u16,
 }
 
+/// Each role's home: the sender's list, the parquet's inbox, the national figures for
+/// platform administrators (who read no referral).
 async fn home(MaybeSessionUser(user): MaybeSessionUser) -> Redirect {
     match user {
+        Some(user) if user.current.role == domain::Role::Admin => Redirect::to("/statistiques"),
         Some(_) => Redirect::to("/saisines"),
         None => Redirect::to("/connexion"),
     }
@@ -246,7 +253,7 @@ async fn login(
         StatusCode::SEE_OTHER,
         [
             (header::SET_COOKIE, cookie),
-            (header::LOCATION, "/saisines".to_string()),
+            (header::LOCATION, "/".to_string()),
         ],
     )
         .into_response())

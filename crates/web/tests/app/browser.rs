@@ -40,6 +40,11 @@ impl Drop for Browser {
     fn drop(&mut self) {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+        // A failed test leaves its Chromium running: end every process of this profile.
+        let _ = Command::new("pkill")
+            .arg("-f")
+            .arg(self._profile.path())
+            .status();
     }
 }
 
@@ -473,6 +478,67 @@ async fn parquet_journey_register_assign_dismiss_and_notice() {
     );
     println!(
         "parquet journey: {} pages checked by axe-core",
+        browser.pages_checked()
+    );
+}
+
+#[tokio::test]
+async fn every_role_home_and_the_public_pages_pass_axe() {
+    let Some(mut browser) = Browser::start().await else {
+        return;
+    };
+    let app = TestApp::spawn().await;
+    for path in [
+        "/connexion",
+        "/verify",
+        "/accessibilite",
+        "/mentions-legales",
+        "/donnees-personnelles",
+        "/statistiques/publiques",
+        "/api/docs",
+    ] {
+        browser.goto(&app.url(path)).await;
+    }
+    browser.goto(&app.url("/page-qui-n-existe-pas")).await;
+    assert!(browser.text().await.contains("Page introuvable"));
+    let platform = app
+        .store
+        .upsert_organisation(&store::Organisation {
+            kind: "platform".into(),
+            siret: None,
+            name: "Plateforme".into(),
+            ..app.other_administration.clone()
+        })
+        .await
+        .expect("platform");
+    let people = [
+        app.user(&app.administration, "agent").await,
+        app.user(&app.administration, "referent").await,
+        app.user(&app.blois, "clerk").await,
+        app.user(&app.blois, "prosecutor").await,
+        app.user(&platform, "admin").await,
+    ];
+    for person in &people {
+        browser.goto(&app.url("/connexion")).await;
+        browser.fill("#email", &person.user.email).await;
+        browser.fill("#password", PASSWORD).await;
+        browser.submit("main form button[type=submit]").await;
+        let expected = if person.user.role == "admin" {
+            "/statistiques"
+        } else {
+            "/saisines"
+        };
+        assert_eq!(
+            browser.path().await,
+            expected,
+            "{}'s home",
+            person.user.role
+        );
+        browser.goto(&app.url("/notifications")).await;
+        browser.logout().await;
+    }
+    println!(
+        "homes and public pages: {} pages checked by axe-core",
         browser.pages_checked()
     );
 }
