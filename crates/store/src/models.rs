@@ -217,6 +217,8 @@ pub struct ReferralSummary {
     pub limitation_date: Option<NaiveDate>,
     pub assigned_to: Option<Uuid>,
     pub parquet_departement: Option<String>,
+    /// The latest timeline entry the viewer may see.
+    pub last_event: Option<String>,
 }
 
 /// Which referrals a list may contain (the caller's scope) and which it should (the filters).

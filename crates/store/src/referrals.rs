@@ -327,7 +327,14 @@ impl Store {
             let mut q = sqlx::QueryBuilder::<Db>::new(
                 "SELECT r.id, r.reference, r.status, r.kind, r.urgency, r.title, r.administration_id, a.name AS administration_name, \
                  r.parquet_id, p.name AS parquet_name, r.created_at, r.submitted_at, r.acknowledged_at, r.registered_at, r.limitation_date, \
-                 r.assigned_to, p.departement AS parquet_departement \
+                 r.assigned_to, p.departement AS parquet_departement, \
+                 (SELECT e.summary FROM events e WHERE e.referral_id = r.id AND e.audience <> ",
+            );
+            // The last event the viewer may see: parquets never see sender-only entries and
+            // senders never see parquet-internal ones.
+            q.push_bind(if filter.sent_only { "sender" } else { "parquet" });
+            q.push(
+                " ORDER BY e.at DESC, e.id DESC LIMIT 1) AS last_event \
                  FROM referrals r JOIN organisations a ON a.id = r.administration_id LEFT JOIN organisations p ON p.id = r.parquet_id WHERE 1 = 1",
             );
             push_filter!(q, filter);

@@ -30,6 +30,7 @@ pub fn routes() -> Router<AppState> {
         .route("/saisines/{id}/avis-40-2.pdf", get(notice_pdf))
         .route("/saisines/{id}/pieces/{attachment_id}", get(download))
         .route("/saisines/{id}/export.zip", get(export))
+        .route("/saisines/{id}/pieces/{attachment_id}/apercu", get(preview))
 }
 
 pub fn parse_id(raw: &str) -> Result<Uuid, AppError> {
@@ -49,6 +50,7 @@ pub struct Row {
     received_since: String,
     deadline: String,
     overdue: bool,
+    last_event: String,
 }
 
 pub struct Tab {
@@ -298,6 +300,7 @@ async fn list(
                 deadline: deadline
                     .map(|d| paris_datetime(d.due_at))
                     .unwrap_or_else(|| "—".into()),
+                last_event: s.last_event.clone().unwrap_or_default(),
                 overdue: deadline.is_some_and(|d| d.due_at < now),
             }
         })
@@ -438,6 +441,16 @@ pub struct AttachmentRow {
     filename: String,
     size: String,
     sha256: String,
+    /// PDFs and images can be viewed in the browser.
+    viewable: bool,
+}
+
+/// Media types shown inline (in a sandbox): PDFs and raster images.
+fn viewable(media_type: &str) -> bool {
+    matches!(
+        media_type,
+        "application/pdf" | "image/png" | "image/jpeg" | "image/gif"
+    )
 }
 
 pub struct ReferralDisplay {
@@ -454,6 +467,8 @@ pub struct ReferralDisplay {
     place: String,
     period: String,
     limitation: Option<String>,
+    /// Set when the limitation date falls within six months.
+    limitation_warning: bool,
     deadline: Option<String>,
     facts: String,
     offences: Vec<String>,
@@ -560,6 +575,13 @@ async fn display(
         parquet_number: row.parquet_number.clone(),
         place,
         period,
+        limitation_warning: row.limitation_date.is_some_and(|d| {
+            d <= state
+                .now()
+                .date_naive()
+                .checked_add_months(chrono::Months::new(6))
+                .unwrap_or(d)
+        }) && !status.is_decided(),
         limitation: row
             .limitation_date
             .map(|d| d.format("%d/%m/%Y").to_string()),
@@ -616,6 +638,7 @@ async fn display(
                 filename: a.filename.clone(),
                 size: human_size(a.size),
                 sha256: a.sha256.clone(),
+                viewable: viewable(&a.media_type),
             })
             .collect(),
         has_receipt: row.verification_code.is_some(),
@@ -885,4 +908,46 @@ async fn export(
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
     Ok(crate::api::export_response(&state, &user.current, parse_id(&id)?).await?)
+}
+
+/// Shows a PDF or an image in the browser, inside a sandbox (no script, no form, no plugin
+/// beyond the viewer); any other type is refused and must be downloaded.
+async fn preview(
+    State(state): State<AppState>,
+    user: SessionUser,
+    Path((id, attachment_id)): Path<(String, String)>,
+) -> Result<Response, PageError> {
+    let service = ReferralService::new(&state, &user.current);
+    let referral = service.load(parse_id(&id)?).await?;
+    let attachment = state
+        .store
+        .attachment(referral.row.id, parse_id(&attachment_id)?)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    if !viewable(&attachment.media_type) {
+        return Err(AppError::UnsupportedMediaType(
+            "ce document ne peut qu'être téléchargé".into(),
+        )
+        .into());
+    }
+    service
+        .journal(
+            "attachment.view",
+            format!("referral:{}", referral.row.id),
+            format!("{} ({})", attachment.filename, attachment.sha256),
+        )
+        .await?;
+    let mut response = crate::api::stream_attachment(&state, &attachment, true).await?;
+    // Images in a sandbox; PDFs cannot be (Chrome refuses sandboxed PDFs), but may load
+    // nothing else.
+    let policy = if attachment.media_type == "application/pdf" {
+        "default-src 'none'; object-src 'self'; img-src 'self'; frame-ancestors 'none'"
+    } else {
+        "sandbox; default-src 'none'; img-src 'self'; frame-ancestors 'none'"
+    };
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_SECURITY_POLICY,
+        axum::http::HeaderValue::from_static(policy),
+    );
+    Ok(response)
 }

@@ -232,6 +232,36 @@ async fn inbox_tabs_filters_and_saved_filters() {
             && html.contains("Toutes (3)"),
         "{html}"
     );
+    let all = app
+        .client
+        .get(app.url("/saisines?tab=toutes"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("all")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        all.contains("Attribuée à"),
+        "the parquet sees its own last event"
+    );
+    let sender_cookie = login(&app, &agent.user.email).await;
+    let mine = app
+        .client
+        .get(app.url("/saisines"))
+        .header("cookie", &sender_cookie)
+        .send()
+        .await
+        .expect("list")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        mine.contains("Enregistrée sous le numéro parquet 26109000001")
+            && !mine.contains("Attribuée à"),
+        "the sender sees the last event meant for it: {mine}"
+    );
     // Immediate first in the inbox.
     let pollution = html.find("Pollution en cours").expect("urgent row");
     let tromperie = html.find("Tromperie").expect("normal row");
@@ -585,4 +615,89 @@ async fn clerks_manage_the_on_call_rota_and_the_inbox_shows_who_is_on_call() {
         403,
         "only the bureau d'ordre edits the rota"
     );
+}
+
+#[tokio::test]
+async fn pdfs_and_images_are_viewable_inline_other_files_only_downloadable() {
+    let app = TestApp::spawn().await;
+    let agent = app.user(&app.administration, "agent").await;
+    let clerk = app.user(&app.blois, "clerk").await;
+    let id = app.draft(&agent).await;
+    let pdf = serde_json::from_str::<serde_json::Value>(
+        &app.upload(
+            &agent,
+            &id,
+            "pv.pdf",
+            "application/pdf",
+            b"%PDF-1.4 pv".to_vec(),
+        )
+        .await
+        .text()
+        .await
+        .expect("json"),
+    )
+    .expect("json");
+    let text = serde_json::from_str::<serde_json::Value>(
+        &app.upload(&agent, &id, "notes.txt", "text/plain", b"notes".to_vec())
+            .await
+            .text()
+            .await
+            .expect("json"),
+    )
+    .expect("json");
+    app.post(
+        &agent,
+        &format!("/api/v1/referrals/{id}/submit"),
+        serde_json::json!({}),
+    )
+    .await;
+    let cookie = login(&app, &clerk.user.email).await;
+    let page = app
+        .client
+        .get(app.url(&format!("/saisines/{id}")))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    assert!(page.contains(&format!(
+        "/pieces/{}/apercu",
+        pdf["id"].as_str().expect("id")
+    )));
+    assert!(!page.contains(&format!(
+        "/pieces/{}/apercu",
+        text["id"].as_str().expect("id")
+    )));
+    let inline = app
+        .client
+        .get(app.url(&format!(
+            "/saisines/{id}/pieces/{}/apercu",
+            pdf["id"].as_str().expect("id")
+        )))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("preview");
+    assert_eq!(inline.status(), 200);
+    assert!(inline.headers()["content-disposition"]
+        .to_str()
+        .expect("disposition")
+        .starts_with("inline"));
+    assert!(inline.headers()["content-security-policy"]
+        .to_str()
+        .expect("csp")
+        .contains("default-src 'none'"));
+    let refused = app
+        .client
+        .get(app.url(&format!(
+            "/saisines/{id}/pieces/{}/apercu",
+            text["id"].as_str().expect("id")
+        )))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("preview");
+    assert_eq!(refused.status(), 415);
 }
