@@ -151,6 +151,7 @@ string_enum!(
         RecordAppeal => "record_appeal" / "Enregistrer un appel",
         Close => "close" / "Clôturer",
         PostMessage => "post_message" / "Écrire un message",
+        RequestNews => "request_news" / "Demander des nouvelles",
         AddNote => "add_note" / "Ajouter une note interne",
     }
 );
@@ -423,6 +424,19 @@ pub const TRANSITIONS: &[Transition] = &[
         target: Target::Stay,
     },
     Transition {
+        action: Action::RequestNews,
+        from: &[
+            Submitted,
+            Registered,
+            UnderInvestigation,
+            AlternativeMeasure,
+            Prosecuted,
+            JudicialInvestigation,
+        ],
+        roles: SENDERS,
+        target: Target::Stay,
+    },
+    Transition {
         action: Action::AddNote,
         from: OPEN_AFTER_SENDING,
         roles: PARQUET,
@@ -510,6 +524,7 @@ mod tests {
             | Action::Withdraw
             | Action::AnswerComplement => sender,
             Action::Validate | Action::ReturnToDraft => role == Referent,
+            Action::RequestNews => sender,
             Action::Register | Action::Assign => role == Clerk,
             _ => parquet,
         };
@@ -562,6 +577,16 @@ mod tests {
             (Action::PostMessage, s) => {
                 (!matches!(s, Draft | AwaitingValidation | Withdrawn)).then_some(s)
             }
+            // Asking for news makes sense while the matter is pending at the parquet.
+            (
+                Action::RequestNews,
+                s @ (Submitted
+                | Registered
+                | UnderInvestigation
+                | AlternativeMeasure
+                | Prosecuted
+                | JudicialInvestigation),
+            ) => Some(s),
             (Action::AddNote, s) => {
                 (!matches!(s, Draft | AwaitingValidation | Withdrawn | Closed)).then_some(s)
             }

@@ -23,6 +23,7 @@ pub enum Notice {
     Judgement,
     Escalation,
     DecisionReminder,
+    NewsRequested,
 }
 
 impl Notice {
@@ -41,6 +42,7 @@ impl Notice {
             Notice::Judgement => "judgement",
             Notice::Escalation => "escalation",
             Notice::DecisionReminder => "reminder",
+            Notice::NewsRequested => "news_request",
         }
     }
 
@@ -78,6 +80,9 @@ impl Notice {
             }
             Notice::DecisionReminder => {
                 format!("Rappel : saisine {reference} sans décision depuis trois mois")
+            }
+            Notice::NewsRequested => {
+                format!("L'expéditeur demande des nouvelles de la saisine {reference}")
             }
         }
     }

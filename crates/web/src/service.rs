@@ -186,6 +186,10 @@ impl<'a> ReferralService<'a> {
                 notify::parquet_recipients(self.state, referral, now, false).await?,
                 Notice::ComplementAnswered,
             ),
+            "news_requested" => (
+                notify::parquet_recipients(self.state, referral, now, false).await?,
+                Notice::NewsRequested,
+            ),
             "decided" => (
                 notify::sender_recipients(self.state, referral).await?,
                 Notice::Decision,
@@ -1198,6 +1202,43 @@ impl<'a> ReferralService<'a> {
             .add_message(&message, &entry, &outbox)
             .await?;
         Ok(message)
+    }
+
+    /// "Demande de nouvelles": the sender asks the parquet where the matter stands, at most once
+    /// a month per referral.
+    pub async fn request_news(&self, id: Uuid) -> Result<Referral, AppError> {
+        let referral = self.load(id).await?;
+        self.check(&referral, Action::RequestNews)?;
+        let now = self.state.now();
+        let month_ago = now
+            .checked_sub_months(chrono::Months::new(1))
+            .unwrap_or(now);
+        let events = self.state.store.events(id).await?;
+        if let Some(last) = events
+            .iter()
+            .rev()
+            .find(|e| e.event_type == "news_requested" && e.at > month_ago)
+        {
+            let next = last
+                .at
+                .checked_add_months(chrono::Months::new(1))
+                .unwrap_or(last.at);
+            return Err(AppError::Conflict(format!(
+                "Des nouvelles ont déjà été demandées le {} : une demande par mois au plus ; prochaine possible le {}.",
+                crate::pages::paris_date(last.at),
+                crate::pages::paris_date(next)
+            )));
+        }
+        self.apply(
+            &referral,
+            ReferralUpdate::default(),
+            event(
+                "news_requested",
+                Audience::Everyone,
+                "L'expéditeur demande des nouvelles",
+            ),
+        )
+        .await
     }
 
     pub async fn post_message(&self, id: Uuid, body: &str) -> Result<Message, AppError> {

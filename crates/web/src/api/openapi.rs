@@ -262,6 +262,11 @@ pub fn openapi() -> Value {
             ),
         ),
         ("close", "Clôturer", None),
+        (
+            "news-request",
+            "Demander des nouvelles (une fois par mois au plus)",
+            None,
+        ),
     ] {
         paths.insert(
             format!("/api/v1/referrals/{{id}}/{path}"),

@@ -65,6 +65,7 @@ pub fn routes() -> Router<AppState> {
             get(decision_notice_pdf),
         )
         .route("/api/v1/referrals/{id}/export.zip", get(export_zip))
+        .route("/api/v1/referrals/{id}/news-request", post(request_news))
         .route("/api/v1/receipts/{code}", get(verify_receipt))
         .route("/api/v1/audit/checkpoints", get(checkpoints))
         .route("/.well-known/infoparquet-signing-key", get(signing_key))
@@ -928,4 +929,15 @@ async fn export_zip(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     Ok(export_response(&state, &user, parse_id(&id)?).await?)
+}
+
+async fn request_news(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Path(id): Path<String>,
+) -> Result<Json<ReferralView>, ApiError> {
+    let referral = ReferralService::new(&state, &user)
+        .request_news(parse_id(&id)?)
+        .await?;
+    Ok(referral_json(&referral, user.role))
 }

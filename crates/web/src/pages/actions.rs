@@ -39,6 +39,7 @@ pub fn confirmation(action: &str) -> Option<&'static str> {
         "return" => "Brouillon renvoyé au rédacteur.",
         "message" => "Message envoyé.",
         "note" => "Note interne ajoutée.",
+        "news" => "Demande de nouvelles transmise au parquet.",
         "pieces" => "Pièces ajoutées : elles figurent au journal de la saisine.",
         "filter" => "Filtre enregistré.",
         "awaiting" => "Saisine soumise à la validation de votre référent.",
@@ -139,6 +140,7 @@ async fn perform(
             .post_message(id, field(form, "body"))
             .await
             .map(drop),
+        "news" => service.request_news(id).await.map(drop),
         "note" => service.add_note(id, field(form, "body")).await.map(drop),
         _ => Err(AppError::NotFound),
     }

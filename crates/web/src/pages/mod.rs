@@ -95,6 +95,10 @@ impl Layout {
     }
 }
 
+pub fn paris_date(at: DateTime<Utc>) -> String {
+    at.with_timezone(&Paris).format("%d/%m/%Y").to_string()
+}
+
 pub fn paris_datetime(at: DateTime<Utc>) -> String {
     at.with_timezone(&Paris)
         .format("%d/%m/%Y %H:%M")

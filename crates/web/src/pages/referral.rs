@@ -668,6 +668,7 @@ pub struct ActionForms {
     pub add_attachment: bool,
     pub message: bool,
     pub note: bool,
+    pub request_news: bool,
     pub prosecutors: Vec<(Uuid, String, bool)>,
     pub parquets: Vec<(Uuid, String)>,
     pub reasons: Vec<(String, String)>,
@@ -708,6 +709,7 @@ async fn action_forms(
         add_attachment: can(Action::AddAttachment),
         message: can(Action::PostMessage),
         note: can(Action::AddNote),
+        request_news: can(Action::RequestNews),
         ..Default::default()
     };
     if forms.assign {

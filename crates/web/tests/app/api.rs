@@ -1193,3 +1193,73 @@ async fn openapi_document_is_snapshotted_and_every_documented_path_is_routed() {
         .expect("html");
     assert!(docs.contains("/api/v1/referrals/{id}/decision"));
 }
+
+#[tokio::test]
+async fn senders_may_ask_for_news_once_a_month() {
+    let start = chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 6, 1, 9, 0, 0)
+        .single()
+        .expect("instant");
+    let clock = web::Clock::manual(start);
+    let app = TestApp::spawn_with(clock.clone()).await;
+    let agent = app.user(&app.administration, "agent").await;
+    let clerk = app.user(&app.blois, "clerk").await;
+    let id = app.sent(&agent).await;
+    let before = app
+        .store
+        .unread_notifications(clerk.user.id)
+        .await
+        .expect("unread");
+    assert_eq!(
+        app.post(
+            &agent,
+            &format!("/api/v1/referrals/{id}/news-request"),
+            json!({})
+        )
+        .await
+        .status(),
+        200
+    );
+    assert_eq!(
+        app.store
+            .unread_notifications(clerk.user.id)
+            .await
+            .expect("unread"),
+        before + 1,
+        "the parquet is told"
+    );
+    let again = app
+        .post(
+            &agent,
+            &format!("/api/v1/referrals/{id}/news-request"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(again.status(), 409);
+    assert!(json_of(again).await["detail"]
+        .as_str()
+        .expect("detail")
+        .contains("une demande par mois"));
+    assert_eq!(
+        app.post(
+            &clerk,
+            &format!("/api/v1/referrals/{id}/news-request"),
+            json!({})
+        )
+        .await
+        .status(),
+        403,
+        "a sender's request"
+    );
+    clock.set(start + chrono::Duration::days(32));
+    assert_eq!(
+        app.post(
+            &agent,
+            &format!("/api/v1/referrals/{id}/news-request"),
+            json!({})
+        )
+        .await
+        .status(),
+        200,
+        "a month later"
+    );
+}
