@@ -576,14 +576,6 @@ impl Store {
             .fetch_all(pool)
             .await)?)
     }
-
-    pub async fn count_referrals(&self) -> StoreResult<i64> {
-        Ok(on_pool!(self, |pool| sqlx::query_scalar(
-            "SELECT COUNT(*) FROM referrals"
-        )
-        .fetch_one(pool)
-        .await)?)
-    }
 }
 
 impl Store {

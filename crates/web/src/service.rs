@@ -265,7 +265,7 @@ impl<'a> ReferralService<'a> {
         if let Some(decision) = &update.decision {
             // Every decision produces its art. 40-2 notice at once, signed.
             let mut decided = referral.clone();
-            decided.row.decision = Some(sqlx_json(decision.clone()));
+            decided.row.decision = Some(store::Json(decision.clone()));
             if let Some(content) = crate::views::notice_content(&decided) {
                 update.notice_signature = Some(
                     self.state
@@ -1331,10 +1331,6 @@ impl<'a> ReferralService<'a> {
             .await?;
         Ok(attachment)
     }
-}
-
-fn sqlx_json<T>(value: T) -> store::Json<T> {
-    store::Json(value)
 }
 
 /// The dismissal reason that records a successful alternative measure.
