@@ -9,6 +9,7 @@ mod models;
 pub mod outbox;
 mod reference;
 mod referrals;
+mod search;
 
 pub use audit::{AuditCheckpoint, AuditEntry, AuditInput};
 pub use models::*;

@@ -195,6 +195,8 @@ pub struct Referral {
     pub offence_codes: Vec<i64>,
     pub parties: Vec<Party>,
     pub attachments: Vec<Attachment>,
+    /// The deadlines of its parquet (the defaults when it has none of its own).
+    pub deadline_policy: domain::calendar::DeadlinePolicy,
 }
 
 /// One line of a list of referrals.
@@ -219,6 +221,30 @@ pub struct ReferralSummary {
     pub parquet_departement: Option<String>,
     /// The latest timeline entry the viewer may see.
     pub last_event: Option<String>,
+    /// The parquet's own deadline settings, when it has set them.
+    pub immediate_acknowledge_minutes: Option<i64>,
+    pub urgent_acknowledge_hours: Option<i64>,
+    pub normal_register_working_days: Option<i64>,
+}
+
+impl ReferralSummary {
+    /// The deadlines of the referral's parquet.
+    pub fn deadline_policy(&self) -> domain::calendar::DeadlinePolicy {
+        let defaults = crate::ParquetSettings::default();
+        crate::ParquetSettings {
+            immediate_acknowledge_minutes: self
+                .immediate_acknowledge_minutes
+                .unwrap_or(defaults.immediate_acknowledge_minutes),
+            urgent_acknowledge_hours: self
+                .urgent_acknowledge_hours
+                .unwrap_or(defaults.urgent_acknowledge_hours),
+            normal_register_working_days: self
+                .normal_register_working_days
+                .unwrap_or(defaults.normal_register_working_days),
+            ..defaults
+        }
+        .deadline_policy()
+    }
 }
 
 /// Which referrals a list may contain (the caller's scope) and which it should (the filters).

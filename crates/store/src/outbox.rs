@@ -88,6 +88,19 @@ impl Default for ParquetSettings {
     }
 }
 
+impl ParquetSettings {
+    /// The deadlines these settings give; out-of-range values fall back to safe bounds.
+    pub fn deadline_policy(&self) -> domain::calendar::DeadlinePolicy {
+        domain::calendar::DeadlinePolicy {
+            immediate_acknowledge_minutes: self.immediate_acknowledge_minutes.max(1),
+            urgent_acknowledge_hours: self.urgent_acknowledge_hours.max(1),
+            normal_register_working_days: u32::try_from(self.normal_register_working_days)
+                .unwrap_or(10)
+                .max(1),
+        }
+    }
+}
+
 /// A referral overdue for acknowledgement, as the escalation worker sees it.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct AcknowledgementDue {

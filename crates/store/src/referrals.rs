@@ -19,7 +19,7 @@ const ATTACHMENT_COLUMNS: &str =
 
 /// Writes the content's offences and parties, replacing earlier ones (drafts only).
 macro_rules! write_children {
-    ($tx:expr, $id:expr, $content:expr) => {{
+    ($tx:expr, $id:expr, $content:expr, $db:ty) => {{
         sqlx::query("DELETE FROM referral_offences WHERE referral_id = $1").bind($id).execute(&mut *$tx).await?;
         sqlx::query("DELETE FROM parties WHERE referral_id = $1").bind($id).execute(&mut *$tx).await?;
         let mut codes = $content.offence_codes.clone();
@@ -52,6 +52,7 @@ macro_rules! write_children {
             .execute(&mut *$tx)
             .await?;
         }
+        crate::search::refresh_search!($tx, $id, $db);
     }};
 }
 
@@ -87,7 +88,7 @@ macro_rules! write_event {
 
 /// The WHERE clauses of a referral filter, shared by lists and counts.
 macro_rules! push_filter {
-    ($q:expr, $filter:expr) => {{
+    ($q:expr, $filter:expr, $db:ty) => {{
         let filter = $filter;
         if let Some(id) = filter.administration_id {
             $q.push(" AND r.administration_id = ").push_bind(id);
@@ -121,14 +122,8 @@ macro_rules! push_filter {
         if filter.urgent_only {
             $q.push(" AND r.urgency IN ('urgent', 'immediate')");
         }
-        if let Some(text) = filter.query.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
-            let pattern = format!("%{}%", text.to_lowercase().replace(['%', '_'], ""));
-            $q.push(" AND (LOWER(r.title) LIKE ").push_bind(pattern.clone());
-            $q.push(" OR LOWER(COALESCE(r.reference, '')) LIKE ").push_bind(pattern.clone());
-            $q.push(" OR LOWER(COALESCE(r.administration_reference, '')) LIKE ").push_bind(pattern.clone());
-            $q.push(" OR LOWER(r.facts) LIKE ").push_bind(pattern.clone());
-            $q.push(" OR EXISTS (SELECT 1 FROM parties x WHERE x.referral_id = r.id AND LOWER(COALESCE(x.last_name, '') || ' ' || COALESCE(x.name, '') || ' ' || COALESCE(x.siret, '')) LIKE ").push_bind(pattern);
-            $q.push("))");
+        if let Some(text) = filter.query.as_deref() {
+            <$db as crate::search::SearchDialect>::push_match(&mut $q, text);
         }
         if let Some(gravity) = &filter.gravity {
             let pattern = match gravity.as_str() {
@@ -177,7 +172,7 @@ impl Store {
             facts_ended_on, commune_insee, address, administration_id, author_id, parquet_id, competence, competence_reason, \
             limitation_date, created_at, updated_at) \
             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18)";
-        on_pool!(self, |pool| {
+        on_pool!(self, |pool, Db| {
             let mut tx = pool.begin().await?;
             sqlx::query(sql)
                 .bind(id)
@@ -200,7 +195,7 @@ impl Store {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
-            write_children!(tx, id, content);
+            write_children!(tx, id, content, Db);
             write_event!(tx, id, now, actor, event);
             tx.commit().await?;
             Ok::<_, sqlx::Error>(())
@@ -220,7 +215,7 @@ impl Store {
         let sql = "UPDATE referrals SET kind = $2, urgency = $3, title = $4, facts = $5, administration_reference = $6, \
             facts_started_on = $7, facts_ended_on = $8, commune_insee = $9, address = $10, parquet_id = $11, competence = $12, \
             competence_reason = $13, limitation_date = $14, updated_at = $15 WHERE id = $1 AND status = 'draft'";
-        let updated = on_pool!(self, |pool| {
+        let updated = on_pool!(self, |pool, Db| {
             let mut tx = pool.begin().await?;
             let result = sqlx::query(sql)
                 .bind(id)
@@ -243,7 +238,7 @@ impl Store {
             if result.rows_affected() == 0 {
                 return Ok(false);
             }
-            write_children!(tx, id, content);
+            write_children!(tx, id, content, Db);
             tx.commit().await?;
             Ok::<_, sqlx::Error>(true)
         })?;
@@ -295,6 +290,10 @@ impl Store {
             .await?;
             Ok::<_, sqlx::Error>((codes, parties, attachments))
         })?;
+        let deadline_policy = match &parquet {
+            Some(parquet) => self.parquet_settings(parquet.id).await?.deadline_policy(),
+            None => domain::calendar::DeadlinePolicy::default(),
+        };
         Ok(Some(Referral {
             row,
             administration,
@@ -302,6 +301,7 @@ impl Store {
             offence_codes,
             parties,
             attachments,
+            deadline_policy,
         }))
     }
 
@@ -328,6 +328,7 @@ impl Store {
                 "SELECT r.id, r.reference, r.status, r.kind, r.urgency, r.title, r.administration_id, a.name AS administration_name, \
                  r.parquet_id, p.name AS parquet_name, r.created_at, r.submitted_at, r.acknowledged_at, r.registered_at, r.limitation_date, \
                  r.assigned_to, p.departement AS parquet_departement, \
+                 s.immediate_acknowledge_minutes, s.urgent_acknowledge_hours, s.normal_register_working_days, \
                  (SELECT e.summary FROM events e WHERE e.referral_id = r.id AND e.audience <> ",
             );
             // The last event the viewer may see: parquets never see sender-only entries and
@@ -335,9 +336,10 @@ impl Store {
             q.push_bind(if filter.sent_only { "sender" } else { "parquet" });
             q.push(
                 " ORDER BY e.at DESC, e.id DESC LIMIT 1) AS last_event \
-                 FROM referrals r JOIN organisations a ON a.id = r.administration_id LEFT JOIN organisations p ON p.id = r.parquet_id WHERE 1 = 1",
+                 FROM referrals r JOIN organisations a ON a.id = r.administration_id LEFT JOIN organisations p ON p.id = r.parquet_id \
+                 LEFT JOIN parquet_settings s ON s.parquet_id = r.parquet_id WHERE 1 = 1",
             );
-            push_filter!(q, filter);
+            push_filter!(q, filter, Db);
             match filter.order {
                 ListOrder::Newest => {
                     q.push(" ORDER BY r.created_at DESC, r.id DESC");
@@ -360,7 +362,7 @@ impl Store {
         on_pool!(self, |pool, Db| {
             let mut q =
                 sqlx::QueryBuilder::<Db>::new("SELECT COUNT(*) FROM referrals r WHERE 1 = 1");
-            push_filter!(q, filter);
+            push_filter!(q, filter, Db);
             Ok::<_, sqlx::Error>(q.build_query_scalar().fetch_one(pool).await?)
         })
         .map_err(StoreError::from)
@@ -429,6 +431,12 @@ impl Store {
                 .map_err(|e| StoreError::from_write(e, "ce numéro parquet"))?;
             if result.rows_affected() == 0 {
                 return Ok(false);
+            }
+            if update.reference.is_some()
+                || update.parquet_number.is_some()
+                || update.clear_parquet_progress
+            {
+                crate::search::refresh_search!(tx, id, Db);
             }
             write_event!(tx, id, now, actor, event);
             crate::outbox::write_outbox!(tx, &update.outbox, now);
@@ -588,6 +596,19 @@ impl Store {
                    WHERE r.parquet_id = $1 AND r.status NOT IN ('draft', 'awaiting_validation') ORDER BY a.name";
         Ok(on_pool!(self, |pool| sqlx::query_as(sql)
             .bind(parquet_id)
+            .fetch_all(pool)
+            .await)?)
+    }
+
+    /// The parquets an administration has addressed referrals to (for "Mes saisines"' filter).
+    pub async fn parquets_of_administration(
+        &self,
+        administration_id: Uuid,
+    ) -> StoreResult<Vec<(Uuid, String)>> {
+        let sql = "SELECT DISTINCT p.id, p.name FROM referrals r JOIN organisations p ON p.id = r.parquet_id \
+                   WHERE r.administration_id = $1 ORDER BY p.name";
+        Ok(on_pool!(self, |pool| sqlx::query_as(sql)
+            .bind(administration_id)
             .fetch_all(pool)
             .await)?)
     }

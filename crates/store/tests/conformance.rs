@@ -168,7 +168,134 @@ conformance!(
     lists_respect_scope_filters_and_pagination,
     messages_separate_internal_notes,
     journal_chain_catches_alteration_deletion_and_reordering,
+    full_text_search_finds_words_stems_parties_and_references,
 );
+
+async fn full_text_search_finds_words_stems_parties_and_references(store: Store) {
+    let w = world(store).await;
+    let now = Utc::now();
+    let mut ids = Vec::new();
+    let mut undeclared = content("Travail dissimulé", Some(w.parquet.id));
+    undeclared.facts = "Les salariés de la société étaient employés sans déclaration.".into();
+    undeclared.parties = vec![Party {
+        role: "suspect".into(),
+        kind: "organisation".into(),
+        name: Some("Bâtiments Dupont-Lefèvre".into()),
+        siret: Some("73282932000074".into()),
+        ..Default::default()
+    }];
+    let mut benefits = content("Prestations", Some(w.parquet.id));
+    benefits.facts = "Fraudes aux prestations sociales répétées.".into();
+    benefits.parties[0].last_name = Some("MARTIN".into());
+    let mut waste = content("Déchets", Some(w.parquet.id));
+    waste.administration_reference = Some("PV-2026/117".into());
+    for c in [&undeclared, &benefits, &waste] {
+        let id = Uuid::now_v7();
+        w.store
+            .create_referral(
+                id,
+                w.administration.id,
+                w.agent.id,
+                "draft",
+                c,
+                now,
+                &actor(&w.agent),
+                &event("created"),
+            )
+            .await
+            .expect("create");
+        ids.push(id);
+    }
+    let search = |text: &str| {
+        let text = text.to_string();
+        let store = w.store.clone();
+        let filter = ReferralFilter {
+            administration_id: Some(w.administration.id),
+            query: Some(text.clone()),
+            limit: 50,
+            ..Default::default()
+        };
+        async move {
+            let mut titles: Vec<String> = store
+                .list_referrals(&filter)
+                .await
+                .expect("search")
+                .into_iter()
+                .map(|r| r.title)
+                .collect();
+            titles.sort();
+            let count = store.count_matching(&filter).await.expect("count");
+            assert_eq!(count as usize, titles.len(), "count of {text:?}");
+            titles
+        }
+    };
+    assert_eq!(search("DISSIMULE").await, ["Travail dissimulé"]);
+    assert_eq!(
+        search("salarie").await,
+        ["Travail dissimulé"],
+        "stem and accent"
+    );
+    assert_eq!(
+        search("fraude").await,
+        ["Prestations"],
+        "singular finds plural"
+    );
+    assert_eq!(search("lefevre").await, ["Travail dissimulé"], "party name");
+    assert_eq!(
+        search("73282932000074").await,
+        ["Travail dissimulé"],
+        "SIRET"
+    );
+    assert_eq!(
+        search("martin fraudes").await,
+        ["Prestations"],
+        "every word"
+    );
+    assert!(search("martin dissimule").await.is_empty());
+    assert_eq!(
+        search("PV-2026/117").await,
+        ["Déchets"],
+        "administration reference"
+    );
+    assert_eq!(search("lefe").await, ["Travail dissimulé"], "prefix");
+    // Query syntax of either engine is only ever text.
+    for hostile in ["\"NEAR(", "a:* | !b", "' OR 1=1 --", "***", "\u{0}"] {
+        let _ = search(hostile).await;
+    }
+
+    // The reference given at sending is searchable at once.
+    let submit = ReferralUpdate {
+        status: Some("submitted".into()),
+        reference: Some("IP-2026-000042".into()),
+        submitted_at: Some(now),
+        ..Default::default()
+    };
+    assert!(w
+        .store
+        .apply_update(
+            ids[2],
+            "draft",
+            &submit,
+            now,
+            &actor(&w.agent),
+            &event("submitted")
+        )
+        .await
+        .expect("submit"));
+    assert_eq!(search("IP-2026-000042").await, ["Déchets"]);
+    assert_eq!(search("000042").await, ["Déchets"]);
+
+    // A draft's new words replace its old ones.
+    let mut renamed = benefits.clone();
+    renamed.facts = "Escroquerie au chômage partiel.".into();
+    assert!(w
+        .store
+        .update_draft(ids[1], &renamed, now)
+        .await
+        .expect("update"));
+    assert!(search("fraudes").await.is_empty());
+    assert_eq!(search("chomage").await, ["Prestations"]);
+}
 
 async fn migrations_are_idempotent(store: Store) {
     store.migrate().await.expect("second migration run");

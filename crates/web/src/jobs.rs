@@ -129,11 +129,14 @@ pub async fn escalate_overdue(state: &AppState) -> Result<usize, store::StoreErr
     // The shortest configurable deadline is a few minutes: look at everything sent before now.
     for due in state.store.unacknowledged_urgent(now).await? {
         let settings = state.store.parquet_settings(due.parquet_id).await?;
-        let deadline = if due.urgency == "immediate" {
-            due.submitted_at + Duration::minutes(settings.immediate_acknowledge_minutes)
-        } else {
-            due.submitted_at + Duration::hours(settings.urgent_acknowledge_hours)
-        };
+        let urgency = domain::referral::Urgency::parse(&due.urgency)
+            .unwrap_or(domain::referral::Urgency::Urgent);
+        // Acknowledgement deadlines run on the clock, not on working days: the calendar is
+        // irrelevant here.
+        let deadline = settings
+            .deadline_policy()
+            .first_deadline(urgency, due.submitted_at, false)
+            .due_at;
         if now < deadline {
             continue;
         }

@@ -77,35 +77,77 @@ pub struct ReferralView {
     pub competence_reason: Option<String>,
 }
 
+/// What a deadline is computed from, whether the referral was loaded whole or as a list row.
+struct DeadlineFacts<'a> {
+    status: &'a str,
+    urgency: &'a str,
+    submitted_at: Option<DateTime<Utc>>,
+    acknowledged_at: Option<DateTime<Utc>>,
+    registered_at: Option<DateTime<Utc>>,
+    parquet_departement: Option<&'a str>,
+    policy: DeadlinePolicy,
+}
+
+impl DeadlineFacts<'_> {
+    /// The deadline in force under the parquet's own policy, if any.
+    fn deadline(&self, now: DateTime<Utc>) -> Option<DeadlineView> {
+        let status = Status::parse(self.status)?;
+        if !matches!(
+            status,
+            Status::Submitted | Status::Registered | Status::UnderInvestigation
+        ) {
+            return None;
+        }
+        let urgency = Urgency::parse(self.urgency).unwrap_or(Urgency::Normal);
+        let deadline = self.policy.current_deadline(
+            urgency,
+            self.submitted_at?,
+            self.acknowledged_at,
+            self.registered_at,
+            status.is_decided(),
+            self.parquet_departement.is_some_and(is_alsace_moselle),
+        )?;
+        Some(DeadlineView {
+            kind: deadline.kind,
+            due_at: deadline.due_at,
+            overdue: deadline.due_at < now,
+        })
+    }
+}
+
 /// The deadline in force for a referral, if any.
 pub fn deadline_of(referral: &Referral, now: DateTime<Utc>) -> Option<DeadlineView> {
     let row = &referral.row;
-    let status = Status::parse(&row.status)?;
-    if !matches!(
-        status,
-        Status::Submitted | Status::Registered | Status::UnderInvestigation
-    ) {
-        return None;
+    DeadlineFacts {
+        status: &row.status,
+        urgency: &row.urgency,
+        submitted_at: row.submitted_at,
+        acknowledged_at: row.acknowledged_at,
+        registered_at: row.registered_at,
+        parquet_departement: referral
+            .parquet
+            .as_ref()
+            .and_then(|p| p.departement.as_deref()),
+        policy: referral.deadline_policy,
     }
-    let urgency = Urgency::parse(&row.urgency).unwrap_or(Urgency::Normal);
-    let alsace_moselle = referral
-        .parquet
-        .as_ref()
-        .and_then(|p| p.departement.as_deref())
-        .is_some_and(is_alsace_moselle);
-    let deadline = DeadlinePolicy::default().current_deadline(
-        urgency,
-        row.submitted_at?,
-        row.acknowledged_at,
-        row.registered_at,
-        status.is_decided(),
-        alsace_moselle,
-    )?;
-    Some(DeadlineView {
-        kind: deadline.kind,
-        due_at: deadline.due_at,
-        overdue: deadline.due_at < now,
-    })
+    .deadline(now)
+}
+
+/// The deadline in force for a line of a list, computed exactly as for the whole referral.
+pub fn summary_deadline(
+    summary: &store::ReferralSummary,
+    now: DateTime<Utc>,
+) -> Option<DeadlineView> {
+    DeadlineFacts {
+        status: &summary.status,
+        urgency: &summary.urgency,
+        submitted_at: summary.submitted_at,
+        acknowledged_at: summary.acknowledged_at,
+        registered_at: summary.registered_at,
+        parquet_departement: summary.parquet_departement.as_deref(),
+        policy: summary.deadline_policy(),
+    }
+    .deadline(now)
 }
 
 impl ReferralView {

@@ -232,18 +232,15 @@ async fn list(
     } else {
         None
     };
-    let now = Utc::now();
+    let now = state.now();
     let mut items = Vec::with_capacity(rows.len());
     for row in rows {
-        if query.overdue == Some(true) {
-            // Deadlines depend on business calendars: computed here, on the page's rows.
-            let overdue = match state.store.referral(row.id).await? {
-                Some(full) => views::deadline_of(&full, now).is_some_and(|d| d.overdue),
-                None => false,
-            };
-            if !overdue {
-                continue;
-            }
+        // Deadlines depend on business calendars and the parquet's settings: computed here, on
+        // the page's rows (a page may then hold fewer items than `limit`; follow the cursor).
+        if query.overdue == Some(true)
+            && !views::summary_deadline(&row, now).is_some_and(|d| d.overdue)
+        {
+            continue;
         }
         items.push(ReferralItem {
             id: row.id,
@@ -270,8 +267,8 @@ async fn list(
     Ok(Json(ListView { items, next_cursor }))
 }
 
-fn referral_json(referral: &store::Referral, role: Role) -> Json<ReferralView> {
-    Json(ReferralView::new(referral, role, Utc::now()))
+fn referral_json(state: &AppState, referral: &store::Referral, role: Role) -> Json<ReferralView> {
+    Json(ReferralView::new(referral, role, state.now()))
 }
 
 async fn create(
@@ -286,7 +283,7 @@ async fn create(
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],
-        referral_json(&referral, user.role),
+        referral_json(&state, &referral, user.role),
     )
         .into_response())
 }
@@ -299,7 +296,7 @@ async fn show(
     let referral = ReferralService::new(&state, &user)
         .read(parse_id(&id)?)
         .await?;
-    Ok(referral_json(&referral, user.role))
+    Ok(referral_json(&state, &referral, user.role))
 }
 
 async fn update(
@@ -311,7 +308,7 @@ async fn update(
     let referral = ReferralService::new(&state, &user)
         .update_draft(parse_id(&id)?, input)
         .await?;
-    Ok(referral_json(&referral, user.role))
+    Ok(referral_json(&state, &referral, user.role))
 }
 
 #[derive(Deserialize)]
@@ -468,7 +465,7 @@ async fn submit(
         .await?;
     Ok(Json(SubmitResponse {
         receipt: ReceiptView::of(&referral),
-        referral: ReferralView::new(&referral, user.role, Utc::now()),
+        referral: ReferralView::new(&referral, user.role, state.now()),
     }))
 }
 
@@ -482,7 +479,7 @@ async fn validate(
         .await?;
     Ok(Json(SubmitResponse {
         receipt: ReceiptView::of(&referral),
-        referral: ReferralView::new(&referral, user.role, Utc::now()),
+        referral: ReferralView::new(&referral, user.role, state.now()),
     }))
 }
 
@@ -537,7 +534,7 @@ async fn return_to_draft(
     let referral = ReferralService::new(&state, &user)
         .return_to_draft(parse_id(&id)?, &body.comment)
         .await?;
-    Ok(referral_json(&referral, user.role))
+    Ok(referral_json(&state, &referral, user.role))
 }
 
 async fn withdraw(
@@ -548,7 +545,7 @@ async fn withdraw(
     let referral = ReferralService::new(&state, &user)
         .withdraw(parse_id(&id)?)
         .await?;
-    Ok(referral_json(&referral, user.role))
+    Ok(referral_json(&state, &referral, user.role))
 }
 
 async fn acknowledge(
@@ -559,7 +556,7 @@ async fn acknowledge(
     let referral = ReferralService::new(&state, &user)
         .acknowledge(parse_id(&id)?)
         .await?;
-    Ok(referral_json(&referral, user.role))
+    Ok(referral_json(&state, &referral, user.role))
 }
 
 async fn register(
@@ -571,7 +568,7 @@ async fn register(
     let referral = ReferralService::new(&state, &user)
         .register(parse_id(&id)?, &body.parquet_number)
         .await?;
-    Ok(referral_json(&referral, user.role))
+    Ok(referral_json(&state, &referral, user.role))
 }
 
 async fn assign(
@@ -583,7 +580,7 @@ async fn assign(
     let referral = ReferralService::new(&state, &user)
         .assign(parse_id(&id)?, body.user_id)
         .await?;
-    Ok(referral_json(&referral, user.role))
+    Ok(referral_json(&state, &referral, user.role))
 }
 
 async fn request_complement(
@@ -595,7 +592,7 @@ async fn request_complement(
     let referral = ReferralService::new(&state, &user)
         .request_complement(parse_id(&id)?, &body.message)
         .await?;
-    Ok(referral_json(&referral, user.role))
+    Ok(referral_json(&state, &referral, user.role))
 }
 
 async fn answer_complement(
@@ -607,7 +604,7 @@ async fn answer_complement(
     let referral = ReferralService::new(&state, &user)
         .answer_complement(parse_id(&id)?, &body.message)
         .await?;
-    Ok(referral_json(&referral, user.role))
+    Ok(referral_json(&state, &referral, user.role))
 }
 
 async fn open_investigation(
@@ -618,7 +615,7 @@ async fn open_investigation(
     let referral = ReferralService::new(&state, &user)
         .open_investigation(parse_id(&id)?)
         .await?;
-    Ok(referral_json(&referral, user.role))
+    Ok(referral_json(&state, &referral, user.role))
 }
 
 async fn transfer(
@@ -630,7 +627,7 @@ async fn transfer(
     let referral = ReferralService::new(&state, &user)
         .transfer(parse_id(&id)?, body.parquet_id, &body.reason)
         .await?;
-    Ok(referral_json(&referral, user.role))
+    Ok(referral_json(&state, &referral, user.role))
 }
 
 async fn decide(
@@ -642,7 +639,7 @@ async fn decide(
     let referral = ReferralService::new(&state, &user)
         .decide(parse_id(&id)?, body)
         .await?;
-    Ok(referral_json(&referral, user.role))
+    Ok(referral_json(&state, &referral, user.role))
 }
 
 async fn measure_outcome(
@@ -654,7 +651,7 @@ async fn measure_outcome(
     let referral = ReferralService::new(&state, &user)
         .measure_outcome(parse_id(&id)?, body.success, body.mode)
         .await?;
-    Ok(referral_json(&referral, user.role))
+    Ok(referral_json(&state, &referral, user.role))
 }
 
 async fn judgement(
@@ -666,7 +663,7 @@ async fn judgement(
     let referral = ReferralService::new(&state, &user)
         .judgement(parse_id(&id)?, body)
         .await?;
-    Ok(referral_json(&referral, user.role))
+    Ok(referral_json(&state, &referral, user.role))
 }
 
 async fn close(
@@ -677,7 +674,7 @@ async fn close(
     let referral = ReferralService::new(&state, &user)
         .close(parse_id(&id)?)
         .await?;
-    Ok(referral_json(&referral, user.role))
+    Ok(referral_json(&state, &referral, user.role))
 }
 
 async fn add_note(
@@ -939,5 +936,5 @@ async fn request_news(
     let referral = ReferralService::new(&state, &user)
         .request_news(parse_id(&id)?)
         .await?;
-    Ok(referral_json(&referral, user.role))
+    Ok(referral_json(&state, &referral, user.role))
 }

@@ -73,6 +73,7 @@ struct ListPage {
     status: String,
     urgency: String,
     administration: String,
+    parquet: String,
     prosecutor: String,
     gravity: String,
     limitation_months: String,
@@ -80,6 +81,7 @@ struct ListPage {
     to: String,
     statuses: Vec<(&'static str, &'static str)>,
     administrations: Vec<(Uuid, String)>,
+    parquets: Vec<(Uuid, String)>,
     prosecutors: Vec<(Uuid, String)>,
     rows: Vec<Row>,
     total: i64,
@@ -98,6 +100,7 @@ struct ListQuery {
     status: Option<String>,
     urgency: Option<String>,
     administration: Option<String>,
+    parquet: Option<String>,
     prosecutor: Option<String>,
     gravity: Option<String>,
     limitation_months: Option<String>,
@@ -116,6 +119,7 @@ impl ListQuery {
             ("status", &self.status),
             ("urgency", &self.urgency),
             ("administration", &self.administration),
+            ("parquet", &self.parquet),
             ("prosecutor", &self.prosecutor),
             ("gravity", &self.gravity),
             ("limitation_months", &self.limitation_months),
@@ -221,6 +225,16 @@ async fn list(
         }
     }
     if let Some(id) = query
+        .parquet
+        .as_deref()
+        .and_then(|p| p.parse::<Uuid>().ok())
+    {
+        // Senders narrow by parquet; a parquet's own scope is already fixed.
+        if filter.parquet_id.is_none() {
+            filter.parquet_id = Some(id);
+        }
+    }
+    if let Some(id) = query
         .prosecutor
         .as_deref()
         .and_then(|p| p.parse::<Uuid>().ok())
@@ -251,30 +265,12 @@ async fn list(
     filter.offset = PAGE_SIZE * i64::from(page - 1);
     filter.limit = PAGE_SIZE;
     let summaries = state.store.list_referrals(&filter).await?;
-    let policy = domain::calendar::DeadlinePolicy::default();
     let rows = summaries
         .into_iter()
         .map(|s| {
             let status = Status::parse(&s.status).unwrap_or(Status::Draft);
             let urgency = Urgency::parse(&s.urgency).unwrap_or(Urgency::Normal);
-            let alsace = s
-                .parquet_departement
-                .as_deref()
-                .is_some_and(domain::calendar::is_alsace_moselle);
-            let open = matches!(
-                status,
-                Status::Submitted | Status::Registered | Status::UnderInvestigation
-            );
-            let deadline = s.submitted_at.filter(|_| open).and_then(|sent| {
-                policy.current_deadline(
-                    urgency,
-                    sent,
-                    s.acknowledged_at,
-                    s.registered_at,
-                    status.is_decided(),
-                    alsace,
-                )
-            });
+            let deadline = crate::views::summary_deadline(&s, now);
             Row {
                 id: s.id,
                 reference: s.reference.unwrap_or_else(|| "Brouillon".into()),
@@ -298,16 +294,25 @@ async fn list(
                     .unwrap_or_else(|| "—".into()),
                 received_since: s.submitted_at.map(|at| since(at, now)).unwrap_or_default(),
                 deadline: deadline
+                    .as_ref()
                     .map(|d| paris_datetime(d.due_at))
                     .unwrap_or_else(|| "—".into()),
                 last_event: s.last_event.clone().unwrap_or_default(),
-                overdue: deadline.is_some_and(|d| d.due_at < now),
+                overdue: deadline.is_some_and(|d| d.overdue),
             }
         })
         .collect();
     let current_query = query.to_query_string();
     let next_page = (PAGE_SIZE * i64::from(page) < total)
         .then(|| format!("/saisines?{current_query}&page={}", page + 1));
+    let parquets = if is_sender {
+        state
+            .store
+            .parquets_of_administration(user.current.organisation.id)
+            .await?
+    } else {
+        Vec::new()
+    };
     let (administrations, prosecutors) = if is_sender {
         (Vec::new(), Vec::new())
     } else {
@@ -339,6 +344,7 @@ async fn list(
         status: status.unwrap_or_default(),
         urgency: query.urgency.clone().unwrap_or_default(),
         administration: query.administration.clone().unwrap_or_default(),
+        parquet: query.parquet.clone().unwrap_or_default(),
         prosecutor: query.prosecutor.clone().unwrap_or_default(),
         gravity: query.gravity.clone().unwrap_or_default(),
         limitation_months: query.limitation_months.clone().unwrap_or_default(),
@@ -349,6 +355,7 @@ async fn list(
             .map(|s| (s.as_str(), s.label_fr()))
             .collect(),
         administrations,
+        parquets,
         prosecutors,
         rows,
         total,
@@ -585,7 +592,7 @@ async fn display(
         limitation: row
             .limitation_date
             .map(|d| d.format("%d/%m/%Y").to_string()),
-        deadline: crate::views::deadline_of(referral, Utc::now()).map(|d| {
+        deadline: crate::views::deadline_of(referral, state.now()).map(|d| {
             let what = match d.kind {
                 domain::calendar::DeadlineKind::Acknowledge => "accusé de réception",
                 domain::calendar::DeadlineKind::Register => "enregistrement",

@@ -2,7 +2,7 @@
 
 use super::{TestApp, PASSWORD};
 
-async fn login(app: &TestApp, email: &str) -> String {
+pub(crate) async fn login(app: &TestApp, email: &str) -> String {
     let response = app
         .client
         .post(app.url("/connexion"))
@@ -179,6 +179,62 @@ async fn public_verify_page_confirms_without_personal_data() {
         .await
         .expect("css");
     assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
+}
+
+#[tokio::test]
+async fn senders_list_filters_by_parquet_and_searches_words() {
+    let app = TestApp::spawn().await;
+    let agent = app.user(&app.administration, "agent").await;
+    let _blois = app.sent(&agent).await;
+    let lille = app.draft(&agent).await;
+    let response = app
+        .patch(
+            &agent,
+            &format!("/api/v1/referrals/{lille}"),
+            serde_json::json!({
+                "title": "Salariés non déclarés",
+                "parquet_id": app.lille.id,
+                "competence_reason": "Siège de l'entreprise à Lille"
+            }),
+        )
+        .await;
+    assert_eq!(response.status(), 200, "{:?}", response.text().await);
+    let cookie = login(&app, &agent.user.email).await;
+    let page = |path: String| {
+        let request = app.client.get(app.url(&path)).header("cookie", &cookie);
+        async move {
+            request
+                .send()
+                .await
+                .expect("list")
+                .text()
+                .await
+                .expect("html")
+        }
+    };
+    let all = page("/saisines".into()).await;
+    assert!(all.contains("2 saisine(s)"), "{all}");
+    assert!(
+        all.contains(&format!("<option value=\"{}\">", app.lille.id)),
+        "the parquets addressed are offered: {all}"
+    );
+    let only_lille = page(format!("/saisines?parquet={}", app.lille.id)).await;
+    assert!(
+        only_lille.contains("1 saisine(s)") && only_lille.contains("Salariés non déclarés"),
+        "{only_lille}"
+    );
+    assert!(only_lille.contains(&format!("<option value=\"{}\" selected>", app.lille.id)));
+    // Words are matched without accents, by prefix, all of them.
+    let searched = page("/saisines?q=SALARIE+declar".into()).await;
+    assert!(
+        searched.contains("1 saisine(s)") && searched.contains("Salariés non déclarés"),
+        "{searched}"
+    );
+    let none = page(format!("/saisines?q=salarie&parquet={}", app.blois.id)).await;
+    assert!(none.contains("0 saisine(s)"), "{none}");
+    // A forged parquet id only narrows the sender's own scope.
+    let forged = page(format!("/saisines?parquet={}", uuid::Uuid::now_v7())).await;
+    assert!(forged.contains("0 saisine(s)"), "{forged}");
 }
 
 #[tokio::test]

@@ -553,3 +553,89 @@ async fn undecided_referrals_are_recalled_to_the_parquet_after_three_months_then
         "internal to the parquet"
     );
 }
+
+#[tokio::test]
+async fn deadlines_shown_everywhere_follow_the_parquets_own_settings() {
+    // Monday 1 June 2026, 10:00 in Paris.
+    let start = Utc
+        .with_ymd_and_hms(2026, 6, 1, 8, 0, 0)
+        .single()
+        .expect("instant");
+    let clock = Clock::manual(start);
+    let app = TestApp::spawn_with(clock.clone()).await;
+    let agent = app.user(&app.administration, "agent").await;
+    let clerk = app.user(&app.blois, "clerk").await;
+    let settings = store::ParquetSettings {
+        immediate_acknowledge_minutes: 20,
+        urgent_acknowledge_hours: 3,
+        normal_register_working_days: 2,
+        escalation_interval_minutes: 15,
+    };
+    app.store
+        .set_parquet_settings(app.blois.id, &settings)
+        .await
+        .expect("settings");
+    let normal = app.sent(&agent).await;
+    let (immediate, _) = immediate_referral(&app, &agent).await;
+
+    let due = |view: &serde_json::Value| {
+        view["deadline"]["due_at"]
+            .as_str()
+            .and_then(|d| chrono::DateTime::parse_from_rfc3339(d).ok())
+            .map(|d| d.with_timezone(&Utc))
+            .expect("due_at")
+    };
+    let normal_view = json_of(
+        app.get(&agent, &format!("/api/v1/referrals/{normal}"))
+            .await,
+    )
+    .await;
+    assert_eq!(normal_view["deadline"]["kind"], "register");
+    assert_eq!(
+        due(&normal_view),
+        domain::calendar::add_working_days(start, 2, false),
+        "two working days, not the default ten"
+    );
+    let immediate_view = json_of(
+        app.get(&clerk, &format!("/api/v1/referrals/{immediate}"))
+            .await,
+    )
+    .await;
+    assert_eq!(due(&immediate_view), start + Duration::minutes(20));
+    assert_eq!(immediate_view["deadline"]["overdue"], false);
+
+    clock.set(start + Duration::minutes(25));
+    let overdue = json_of(app.get(&clerk, "/api/v1/referrals?overdue=true").await).await;
+    let ids: Vec<&str> = overdue["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|i| i["id"].as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        [immediate.as_str()],
+        "overdue after 20 minutes, by the parquet's rule"
+    );
+    assert_eq!(
+        escalate_overdue(&app.state).await.expect("round"),
+        1,
+        "escalation reads the same rule"
+    );
+    let cookie = crate::pages::login(&app, &clerk.user.email).await;
+    let inbox = app
+        .client
+        .get(app.url("/saisines?tab=toutes"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("inbox")
+        .text()
+        .await
+        .expect("html");
+    assert_eq!(
+        inbox.matches("En retard").count(),
+        1,
+        "the inbox marks the immediate referral only: {inbox}"
+    );
+}

@@ -1,0 +1,157 @@
+//! Full-text search over referrals: FTS5 on SQLite, a `tsvector` with the 'french' configuration
+//! on PostgreSQL. Both index one document per referral (title, facts, references, parties),
+//! rewritten in the transaction that changes any of them, so the index is never behind the data.
+//!
+//! Documents and queries both go through `search_key` (lower case, accents and punctuation
+//! removed), so "Société" finds "societe" and "IP-2026-000012" finds the reference on either
+//! backend. Every word of a query must match, as a prefix: "dupo fraud" finds "Dupont" and
+//! "fraudes".
+
+use domain::text::search_key;
+use sqlx::QueryBuilder;
+use uuid::Uuid;
+
+/// What differs between the backends' full-text engines.
+pub(crate) trait SearchDialect: sqlx::Database + Sized {
+    /// Appends ` AND <referral r matches text>` to a query over `referrals r`.
+    fn push_match(q: &mut QueryBuilder<'_, Self>, text: &str);
+
+    /// Replaces the indexed document of a referral.
+    async fn write_document(
+        conn: &mut <Self as sqlx::Database>::Connection,
+        id: Uuid,
+        document: &str,
+    ) -> Result<(), sqlx::Error>;
+}
+
+/// The words of a query, normalised like the documents; empty when nothing searchable is left.
+fn query_words(text: &str) -> Vec<String> {
+    search_key(text)
+        .split_whitespace()
+        .take(16)
+        .map(str::to_string)
+        .collect()
+}
+
+impl SearchDialect for sqlx::Sqlite {
+    fn push_match(q: &mut QueryBuilder<'_, Self>, text: &str) {
+        let words = query_words(text);
+        if words.is_empty() {
+            return;
+        }
+        // Each word is a quoted prefix phrase; words only hold letters and digits, so the
+        // quoting cannot be escaped and no user input reaches FTS5's query syntax.
+        let expression = words
+            .iter()
+            .map(|word| format!("\"{word}\"*"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        q.push(
+            " AND r.id IN (SELECT referral_id FROM referral_search WHERE referral_search MATCH ",
+        )
+        .push_bind(expression)
+        .push(")");
+    }
+
+    async fn write_document(
+        conn: &mut sqlx::SqliteConnection,
+        id: Uuid,
+        document: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM referral_search WHERE referral_id = $1")
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("INSERT INTO referral_search (referral_id, body) VALUES ($1, $2)")
+            .bind(id)
+            .bind(document)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+}
+
+impl SearchDialect for sqlx::Postgres {
+    fn push_match(q: &mut QueryBuilder<'_, Self>, text: &str) {
+        let words = query_words(text);
+        if words.is_empty() {
+            return;
+        }
+        // Letters and digits only, so to_tsquery's operators cannot be injected.
+        let expression = words
+            .iter()
+            .map(|word| format!("{word}:*"))
+            .collect::<Vec<_>>()
+            .join(" & ");
+        q.push(" AND r.search_vector @@ to_tsquery('french', ")
+            .push_bind(expression)
+            .push(")");
+    }
+
+    async fn write_document(
+        conn: &mut sqlx::PgConnection,
+        id: Uuid,
+        document: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE referrals SET search_vector = to_tsvector('french', $2) WHERE id = $1")
+            .bind(id)
+            .bind(document)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Rebuilds the search document of one referral from its current rows, inside the caller's
+/// transaction.
+macro_rules! refresh_search {
+    ($tx:expr, $id:expr, $db:ty) => {{
+        let (title, facts, reference, administration_reference, parquet_number): (
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        ) = sqlx::query_as(
+            "SELECT title, facts, reference, administration_reference, parquet_number FROM referrals WHERE id = $1",
+        )
+        .bind($id)
+        .fetch_one(&mut *$tx)
+        .await?;
+        let parties: Vec<(Option<String>, Option<String>, Option<String>, Option<String>, Option<String>)> =
+            sqlx::query_as(
+                "SELECT last_name, first_names, name, siren, siret FROM parties WHERE referral_id = $1 ORDER BY position",
+            )
+            .bind($id)
+            .fetch_all(&mut *$tx)
+            .await?;
+        let mut text = format!("{title} {facts}");
+        for part in [reference, administration_reference, parquet_number].into_iter().flatten() {
+            text.push(' ');
+            text.push_str(&part);
+        }
+        for (last_name, first_names, name, siren, siret) in parties {
+            for part in [last_name, first_names, name, siren, siret].into_iter().flatten() {
+                text.push(' ');
+                text.push_str(&part);
+            }
+        }
+        let document = ::domain::text::search_key(&text);
+        <$db as $crate::search::SearchDialect>::write_document(&mut *$tx, $id, &document).await?;
+    }};
+}
+pub(crate) use refresh_search;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_keep_only_letters_and_digits() {
+        assert_eq!(
+            query_words("  Société \"DUPONT\" OR* (IP-2026-000012) "),
+            ["societe", "dupont", "or", "ip", "2026", "000012"]
+        );
+        assert!(query_words("\"*()&|!:'").is_empty());
+    }
+}
