@@ -10,7 +10,8 @@ port=18099
 cd "$work"
 "$binary" demo --no-serve >/dev/null
 token=$("$binary" token create --email agent.ddpp41@demo.infoparquet.fr 2>/dev/null | tail -n 1)
-"$binary" serve --listen 127.0.0.1:$port >serve.log 2>&1 &
+# The per-token budget is tested elsewhere; here every generated case must reach its handler.
+INFOPARQUET__API_REQUESTS_PER_MINUTE=1000000 "$binary" serve --listen 127.0.0.1:$port >serve.log 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do

@@ -82,6 +82,12 @@ impl Role {
     pub fn is_parquet(self) -> bool {
         matches!(self, Role::Clerk | Role::Prosecutor)
     }
+
+    /// Who manages an organisation's API tokens and webhooks: the référent of an
+    /// administration, the bureau d'ordre of a parquet.
+    pub fn manages_integrations(self) -> bool {
+        matches!(self, Role::Referent | Role::Clerk)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -30,6 +30,10 @@ pub struct Config {
     pub mail_from: String,
     /// How often the worker sends e-mails and checks deadlines, in seconds.
     pub worker_interval_seconds: u64,
+    /// Requests one API token may make per minute; beyond, 429 with `Retry-After`.
+    pub api_requests_per_minute: u32,
+    /// Allow webhooks to plain-HTTP URLs (closed networks only); HTTPS is required otherwise.
+    pub webhooks_allow_http: bool,
 }
 
 impl Default for Config {
@@ -46,6 +50,8 @@ impl Default for Config {
             smtp_port: 25,
             mail_from: "Info Parquet <ne-pas-repondre@infoparquet.justice.fr>".into(),
             worker_interval_seconds: 5,
+            api_requests_per_minute: 600,
+            webhooks_allow_http: false,
         }
     }
 }

@@ -82,6 +82,19 @@ enum Command {
         #[arg(long)]
         to: Option<chrono::NaiveDate>,
     },
+    /// Write the Justice-chain package (the same zip as the API's export.zip) of every referral
+    /// a parquet received since a date, one file per referral, into DIR. Each export is
+    /// journaled. Existing files are kept, so an interrupted batch can be run again.
+    Export {
+        /// The parquet: its court code (SRJ) or its id.
+        #[arg(long)]
+        parquet: String,
+        /// Referrals sent on or after this day (YYYY-MM-DD, Paris calendar day in UTC).
+        #[arg(long)]
+        since: chrono::NaiveDate,
+        /// Where to write the packages (created if missing).
+        dir: PathBuf,
+    },
     /// The journal (hash-chained log of every action and read).
     Audit {
         #[command(subcommand)]
@@ -206,6 +219,8 @@ pub async fn app_state(config: &Config, store: Store) -> anyhow::Result<web::App
         web::WebConfig {
             public_url: config.public_url.clone(),
             secure_cookies: config.secure_cookies,
+            api_requests_per_minute: config.api_requests_per_minute,
+            webhooks_allow_http: config.webhooks_allow_http,
         },
         load_signer(config)?,
     ))
@@ -239,6 +254,74 @@ fn load_signer(config: &Config) -> anyhow::Result<domain::integrity::Signer> {
     std::io::Write::write_all(&mut file, encoded.as_bytes())?;
     tracing::warn!(path = %path.display(), "generated a new signing key; in production set INFOPARQUET__SIGNING_KEY and keep it safe");
     Ok(domain::integrity::Signer::from_seed(seed))
+}
+
+/// Writes the package of every referral the parquet received since `since`; returns how many
+/// were written and how many were already there.
+async fn export_batch(
+    state: &web::AppState,
+    parquet: &store::Organisation,
+    since: chrono::NaiveDate,
+    dir: &std::path::Path,
+) -> anyhow::Result<(usize, usize)> {
+    let actor = store::ActorInfo {
+        user_id: None,
+        name: "Info Parquet (export en lot)".into(),
+        role: "platform".into(),
+        organisation: parquet.name.clone(),
+    };
+    let mut filter = store::ReferralFilter {
+        parquet_id: Some(parquet.id),
+        sent_only: true,
+        from: since.and_hms_opt(0, 0, 0).map(|t| t.and_utc()),
+        limit: 200,
+        ..Default::default()
+    };
+    let (mut written, mut kept) = (0, 0);
+    loop {
+        let page = state.store.list_referrals(&filter).await?;
+        let Some(last) = page.last() else { break };
+        filter.before = Some((last.created_at, last.id));
+        for summary in &page {
+            let name = summary
+                .reference
+                .clone()
+                .unwrap_or_else(|| summary.id.to_string());
+            let target = dir.join(format!("export-{name}.zip"));
+            if target.exists() {
+                kept += 1;
+                continue;
+            }
+            let referral = state
+                .store
+                .referral(summary.id)
+                .await?
+                .with_context(|| format!("referral {} vanished", summary.id))?;
+            let events = state.store.events(summary.id).await?;
+            let mut package = web::export::build(state, &referral, &events)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot build the package of {name}: {e}"))?;
+            // Written aside then renamed: a file under its final name is always complete.
+            let partial = dir.join(format!(".export-{name}.zip.partial"));
+            let mut out = std::fs::File::create(&partial)
+                .with_context(|| format!("cannot write {}", partial.display()))?;
+            std::io::copy(&mut package, &mut out)?;
+            out.sync_all()?;
+            std::fs::rename(&partial, &target)?;
+            state
+                .store
+                .audit(&store::AuditInput {
+                    at: state.now(),
+                    actor: actor.clone(),
+                    action: "referral.exported".into(),
+                    target: format!("referral:{}", summary.id),
+                    detail: format!("{} (lot)", web::export::SCHEMA),
+                })
+                .await?;
+            written += 1;
+        }
+    }
+    Ok((written, kept))
 }
 
 async fn shutdown_signal() {
@@ -580,6 +663,29 @@ async fn main() -> anyhow::Result<()> {
                 ),
                 None => println!("Nothing new to sign."),
             }
+            Ok(())
+        }
+        Command::Export {
+            parquet,
+            since,
+            dir,
+        } => {
+            let store = open_store(&config).await?;
+            let organisation = match parquet.parse::<uuid::Uuid>() {
+                Ok(id) => store.organisation(id).await?,
+                Err(_) => store.organisation_by_court_code(&parquet).await?,
+            }
+            .filter(|o| o.kind == "parquet")
+            .with_context(|| format!("no parquet has id or court code {parquet}"))?;
+            let state = app_state(&config, store.clone()).await?;
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let (written, kept) = export_batch(&state, &organisation, since, &dir).await?;
+            println!(
+                "{written} package(s) written, {kept} already present, in {} ({}).",
+                dir.display(),
+                organisation.name
+            );
             Ok(())
         }
         Command::Token {

@@ -91,6 +91,63 @@ fn demo_twice_then_tokens_users_and_imports_on_sqlite() {
         last.starts_with("ipk_") && last.len() > 40 && !last.contains(' '),
         "token alone on the last line: {last:?}"
     );
+    // A batch for the case-management chain: one self-describing package per referral.
+    let exports = dir.path().join("exports");
+    let batch = infoparquet(
+        dir.path(),
+        &[
+            "export",
+            "--parquet",
+            "109",
+            "--since",
+            "2020-01-01",
+            exports.to_str().expect("path"),
+        ],
+        &[],
+    );
+    assert_success(&batch);
+    let packages: Vec<_> = std::fs::read_dir(&exports)
+        .expect("dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert!(packages.len() >= 10, "{}", stdout(&batch));
+    assert!(packages.iter().all(|p| p
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("export-IP-") && n.ends_with(".zip"))));
+    let mut archive =
+        zip::ZipArchive::new(std::fs::File::open(&packages[0]).expect("open")).expect("zip");
+    for name in ["manifest.json", "SHA256SUMS"] {
+        assert!(archive.by_name(name).is_ok(), "{name} in the package");
+    }
+    let again = infoparquet(
+        dir.path(),
+        &[
+            "export",
+            "--parquet",
+            "109",
+            "--since",
+            "2020-01-01",
+            exports.to_str().expect("path"),
+        ],
+        &[],
+    );
+    assert_success(&again);
+    assert!(
+        stdout(&again).starts_with(&format!(
+            "0 package(s) written, {} already present",
+            packages.len()
+        )),
+        "{}",
+        stdout(&again)
+    );
+    let wrong = infoparquet(
+        dir.path(),
+        &["export", "--parquet", "999", "--since", "2020-01-01", "x"],
+        &[],
+    );
+    assert!(!wrong.status.success());
+
     let unknown = infoparquet(
         dir.path(),
         &["token", "create", "--email", "nobody@example.fr"],

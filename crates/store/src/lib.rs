@@ -4,6 +4,7 @@
 
 mod accounts;
 pub mod audit;
+pub mod integrations;
 pub use accounts::{IdempotentResponse, SavedFilter};
 mod models;
 pub mod outbox;
@@ -12,6 +13,7 @@ mod referrals;
 mod search;
 
 pub use audit::{AuditCheckpoint, AuditEntry, AuditInput};
+pub use integrations::{OrganisationToken, Webhook, WebhookDelivery, WebhookMessage};
 pub use models::*;
 pub use outbox::{
     AcknowledgementDue, EmailPayload, EscalationContact, Job, Notification, OnCallShift,

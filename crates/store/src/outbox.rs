@@ -47,6 +47,7 @@ pub struct Job {
     pub payload: String,
     pub attempts: i64,
     pub run_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
@@ -161,6 +162,7 @@ impl Store {
     /// side by side without waiting or double-claiming; SQLite has a single writer.
     pub async fn claim_jobs(
         &self,
+        kind: &str,
         now: DateTime<Utc>,
         lease: chrono::Duration,
         limit: i64,
@@ -170,26 +172,28 @@ impl Store {
             crate::Pool::Postgres(pool) => {
                 sqlx::query_as(
                     "UPDATE jobs SET locked_until = $1, attempts = attempts + 1 WHERE id IN ( \
-                       SELECT id FROM jobs WHERE status = 'pending' AND run_at <= $2 AND (locked_until IS NULL OR locked_until <= $2) \
+                       SELECT id FROM jobs WHERE kind = $4 AND status = 'pending' AND run_at <= $2 AND (locked_until IS NULL OR locked_until <= $2) \
                        ORDER BY run_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
-                     RETURNING id, kind, payload, attempts, run_at",
+                     RETURNING id, kind, payload, attempts, run_at, created_at",
                 )
                 .bind(until)
                 .bind(now)
                 .bind(limit)
+                .bind(kind)
                 .fetch_all(pool)
                 .await?
             }
             crate::Pool::Sqlite(pool) => {
                 sqlx::query_as(
                     "UPDATE jobs SET locked_until = $1, attempts = attempts + 1 WHERE id IN ( \
-                       SELECT id FROM jobs WHERE status = 'pending' AND run_at <= $2 AND (locked_until IS NULL OR locked_until <= $2) \
+                       SELECT id FROM jobs WHERE kind = $4 AND status = 'pending' AND run_at <= $2 AND (locked_until IS NULL OR locked_until <= $2) \
                        ORDER BY run_at LIMIT $3) \
-                     RETURNING id, kind, payload, attempts, run_at",
+                     RETURNING id, kind, payload, attempts, run_at, created_at",
                 )
                 .bind(until)
                 .bind(now)
                 .bind(limit)
+                .bind(kind)
                 .fetch_all(pool)
                 .await?
             }

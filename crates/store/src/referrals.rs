@@ -75,6 +75,7 @@ macro_rules! write_event {
         .bind(&$event.summary)
         .execute(&mut *$tx)
         .await?;
+        $crate::integrations::enqueue_webhooks!($tx, $id, $at, $event);
         let audit = $crate::audit::AuditInput {
             at: $at,
             actor: $actor.clone(),

@@ -123,6 +123,11 @@ impl FromRequestParts<AppState> for ApiUser {
             .authenticate_token(&sha256_hex(token), Utc::now())
             .await?
             .ok_or(AppError::Unauthenticated)?;
+        if let Err(not_until) = state.api_limiter.check_key(&api_token.id) {
+            use governor::clock::{Clock, DefaultClock};
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            return Err(AppError::RateLimited(wait.as_secs() + 1).into());
+        }
         let writes = !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
         if writes && api_token.scope != "write" {
             return Err(AppError::Forbidden("Ce jeton est en lecture seule.".into()).into());

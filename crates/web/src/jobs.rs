@@ -81,7 +81,7 @@ pub async fn process_due_jobs(
         let now = state.now();
         let jobs = state
             .store
-            .claim_jobs(now, Duration::seconds(LEASE_SECONDS), 20)
+            .claim_jobs("email", now, Duration::seconds(LEASE_SECONDS), 20)
             .await?;
         if jobs.is_empty() {
             return Ok(sent);
@@ -232,6 +232,13 @@ pub async fn run_worker(
     every: std::time::Duration,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
+    let webhook_client = match crate::webhooks::http_client() {
+        Ok(client) => Some(client),
+        Err(error) => {
+            tracing::error!(%error, "no HTTP client: webhooks wait in the outbox");
+            None
+        }
+    };
     loop {
         if let Err(error) = escalate_overdue(&state).await {
             tracing::warn!(%error, "escalation round failed; will retry");
@@ -242,6 +249,11 @@ pub async fn run_worker(
         if let Some(mailer) = &mailer {
             if let Err(error) = process_due_jobs(&state, mailer).await {
                 tracing::warn!(%error, "outbox round failed; will retry");
+            }
+        }
+        if let Some(client) = &webhook_client {
+            if let Err(error) = crate::webhooks::deliver_due_webhooks(&state, client).await {
+                tracing::warn!(%error, "webhook round failed; will retry");
             }
         }
         tokio::select! {

@@ -13,6 +13,7 @@ pub mod pages;
 mod security;
 pub mod service;
 pub mod views;
+pub mod webhooks;
 
 use axum::Router;
 use chrono::{DateTime, DurationRound, Utc};
@@ -27,6 +28,24 @@ pub struct WebConfig {
     pub public_url: String,
     /// Whether cookies carry the `Secure` flag (true behind HTTPS).
     pub secure_cookies: bool,
+    /// Requests a single API token may make per minute (bursts of a sixth of it allowed).
+    pub api_requests_per_minute: u32,
+    /// Whether webhooks may target plain-HTTP URLs (tests, closed networks); HTTPS otherwise.
+    pub webhooks_allow_http: bool,
+}
+
+/// Per-token request budget of the API.
+pub type ApiRateLimiter = governor::RateLimiter<
+    uuid::Uuid,
+    governor::state::keyed::HashMapStateStore<uuid::Uuid>,
+    governor::clock::DefaultClock,
+>;
+
+fn api_rate_limiter(per_minute: u32) -> ApiRateLimiter {
+    let rate = std::num::NonZeroU32::new(per_minute.max(1)).unwrap_or(std::num::NonZeroU32::MIN);
+    let burst =
+        std::num::NonZeroU32::new((per_minute / 6).max(1)).unwrap_or(std::num::NonZeroU32::MIN);
+    governor::RateLimiter::hashmap(governor::Quota::per_minute(rate).allow_burst(burst))
 }
 
 /// The platform's notion of "now": the system clock, or a clock that tests and the demo seeder
@@ -76,6 +95,7 @@ pub struct AppState {
     pub clock: Clock,
     /// Signs receipts, decision notices and journal checkpoints.
     pub signer: Arc<domain::integrity::Signer>,
+    pub api_limiter: Arc<ApiRateLimiter>,
 }
 
 impl AppState {
@@ -88,6 +108,7 @@ impl AppState {
         AppState {
             store,
             files,
+            api_limiter: Arc::new(api_rate_limiter(config.api_requests_per_minute)),
             config: Arc::new(config),
             clock: Clock::System,
             signer: Arc::new(signer),

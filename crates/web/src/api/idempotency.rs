@@ -1,5 +1,9 @@
 //! `Idempotency-Key` on creating POSTs: a retry with the same key and the same request returns
 //! the first response and creates nothing new; the same key with another request is refused.
+//!
+//! Uploads are streamed to storage and never held in memory, so for them "the same request" is
+//! the same path, query, media type and length; the first response carries the SHA-256 of what
+//! was stored, which the client compares with its own.
 
 use crate::auth::sha256_hex;
 use crate::error::{ApiError, AppError};
@@ -21,9 +25,8 @@ pub async fn idempotency(State(state): State<AppState>, request: Request, next: 
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .map(str::to_string);
-    let applies = request.method() == Method::POST
-        && request.uri().path().starts_with("/api/v1/")
-        && !request.uri().path().ends_with("/attachments");
+    let applies = request.method() == Method::POST && request.uri().path().starts_with("/api/v1/");
+    let streamed = request.uri().path().ends_with("/attachments");
     let Some(key) = key.filter(|_| applies) else {
         return next.run(request).await;
     };
@@ -58,14 +61,30 @@ pub async fn idempotency(State(state): State<AppState>, request: Request, next: 
     };
 
     let (parts, body) = request.into_parts();
-    let bytes = match to_bytes(body, MAX_BODY).await {
-        Ok(bytes) => bytes,
-        Err(_) => return ApiError(AppError::TooLarge(MAX_BODY as u64)).into_response(),
-    };
     let mut hasher = Sha256::new();
     hasher.update(parts.method.as_str().as_bytes());
     hasher.update(parts.uri.path().as_bytes());
-    hasher.update(&bytes);
+    let body = if streamed {
+        hasher.update(parts.uri.query().unwrap_or_default().as_bytes());
+        for name in [header::CONTENT_TYPE, header::CONTENT_LENGTH] {
+            hasher.update(b"\n");
+            hasher.update(
+                parts
+                    .headers
+                    .get(&name)
+                    .map(|v| v.as_bytes())
+                    .unwrap_or_default(),
+            );
+        }
+        body
+    } else {
+        let bytes = match to_bytes(body, MAX_BODY).await {
+            Ok(bytes) => bytes,
+            Err(_) => return ApiError(AppError::TooLarge(MAX_BODY as u64)).into_response(),
+        };
+        hasher.update(&bytes);
+        Body::from(bytes)
+    };
     let request_hash = hex::encode(hasher.finalize());
 
     match state.store.idempotent_response(user.id, &key).await {
@@ -81,9 +100,7 @@ pub async fn idempotency(State(state): State<AppState>, request: Request, next: 
         Ok(None) => {}
         Err(error) => return ApiError(error.into()).into_response(),
     }
-    let response = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
-        .await;
+    let response = next.run(Request::from_parts(parts, body)).await;
     let (response_parts, response_body) = response.into_parts();
     let Ok(response_bytes) = to_bytes(response_body, MAX_BODY).await else {
         return ApiError(AppError::Internal("response too large to remember".into()))

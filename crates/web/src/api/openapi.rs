@@ -37,6 +37,17 @@ fn problem_responses(codes: &[&str]) -> Map<String, Value> {
             json!({"description": description, "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}),
         );
     }
+    // Every authenticated operation counts against its token's budget.
+    if codes.contains(&"401") {
+        responses.insert(
+            "429".into(),
+            json!({
+                "description": "Trop de requêtes pour ce jeton",
+                "headers": {"Retry-After": {"description": "Secondes à attendre", "schema": {"type": "integer", "minimum": 1}}},
+                "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+            }),
+        );
+    }
     responses
 }
 

@@ -4,6 +4,7 @@
 mod actions;
 pub mod documents;
 mod draft;
+mod integrations;
 pub mod legal;
 mod referral;
 mod stats;
@@ -34,6 +35,7 @@ pub fn routes() -> Router<AppState> {
         .merge(urgency::routes())
         .merge(stats::routes())
         .merge(legal::routes())
+        .merge(integrations::routes())
 }
 
 /// Renders a template; a template failure is an internal error page.
@@ -54,6 +56,7 @@ pub struct SessionInfo {
     pub csrf: String,
     pub is_sender: bool,
     pub is_admin: bool,
+    pub manages_integrations: bool,
     pub unread: i64,
 }
 
@@ -79,6 +82,7 @@ impl Layout {
                 is_sender: user.current.role.is_sender(),
                 unread: user.unread,
                 is_admin: user.current.role == domain::Role::Admin,
+                manages_integrations: user.current.role.manages_integrations(),
             }),
             section,
         }

@@ -1044,6 +1044,49 @@ async fn idempotency_key_replays_the_first_response_and_creates_nothing_new() {
 }
 
 #[tokio::test]
+async fn idempotency_key_covers_streamed_uploads() {
+    let app = TestApp::spawn().await;
+    let agent = app.user(&app.administration, "agent").await;
+    let id = app.draft(&agent).await;
+    let upload = |key: &'static str, body: &'static [u8]| {
+        app.client
+            .post(app.url(&format!(
+                "/api/v1/referrals/{id}/attachments?filename=pv.pdf&kind=report"
+            )))
+            .bearer_auth(&agent.token)
+            .header("idempotency-key", key)
+            .header("content-type", "application/pdf")
+            .body(body)
+            .send()
+    };
+    let first = upload("envoi-pv", b"%PDF-1.4 premier")
+        .await
+        .expect("first");
+    assert_eq!(first.status(), 201);
+    let first = json_of(first).await;
+    let retry = upload("envoi-pv", b"%PDF-1.4 premier")
+        .await
+        .expect("retry");
+    assert_eq!(retry.status(), 201);
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    assert_eq!(json_of(retry).await["id"], first["id"]);
+    let referral = json_of(app.get(&agent, &format!("/api/v1/referrals/{id}")).await).await;
+    assert_eq!(
+        referral["attachments"].as_array().map(Vec::len),
+        Some(1),
+        "stored once"
+    );
+    assert_eq!(
+        upload("envoi-pv", b"%PDF-1.4 un autre fichier")
+            .await
+            .expect("misuse")
+            .status(),
+        409,
+        "same key, another file"
+    );
+}
+
+#[tokio::test]
 async fn export_package_is_self_describing_and_checksummed() {
     use std::io::Read;
     let app = TestApp::spawn().await;

@@ -426,6 +426,30 @@ async fn parquet_journey_register_assign_dismiss_and_notice() {
     browser.goto(&app.url("/statistiques/publiques")).await;
     browser.goto(&app.url("/notifications")).await;
     browser.goto(&app.url("/saisines?tab=urgentes")).await;
+    // API access: a token and a webhook, each secret shown once.
+    browser.goto(&app.url("/acces-api")).await;
+    browser
+        .fill("#token-name", "Logiciel du bureau d'ordre")
+        .await;
+    browser
+        .submit("form[action='/acces-api/jetons'] button")
+        .await;
+    assert!(browser.text().await.contains("Copiez le jeton maintenant"));
+    browser
+        .fill("#webhook-url", "https://bureau-ordre.example.fr/hooks")
+        .await;
+    browser
+        .submit("form[action='/acces-api/webhooks'] button")
+        .await;
+    assert!(browser.text().await.contains("Copiez le secret"));
+    let hooks = app
+        .store
+        .webhooks_of_organisation(app.blois.id)
+        .await
+        .expect("webhooks");
+    browser
+        .goto(&app.url(&format!("/acces-api/webhooks/{}", hooks[0].id)))
+        .await;
     browser.logout().await;
 
     browser.login(&app, &prosecutor.user.email).await;

@@ -7,6 +7,7 @@
 mod api;
 mod authorization;
 mod browser;
+mod integrations;
 mod pages;
 mod urgency;
 
@@ -62,6 +63,8 @@ pub struct Caller {
 
 pub const PASSWORD: &str = "mot-de-passe-de-test";
 pub const MAX_UPLOAD: u64 = 64 * 1024;
+/// High enough for the authorization matrix, low enough to be reached by the rate-limit test.
+pub const API_REQUESTS_PER_MINUTE: u32 = 6000;
 
 impl TestApp {
     pub async fn spawn() -> TestApp {
@@ -70,6 +73,11 @@ impl TestApp {
 
     /// An application whose clock the test moves by hand.
     pub async fn spawn_with(clock: web::Clock) -> TestApp {
+        TestApp::spawn_configured(clock, API_REQUESTS_PER_MINUTE).await
+    }
+
+    /// An application with its own clock and API request budget per token.
+    pub async fn spawn_configured(clock: web::Clock, api_requests_per_minute: u32) -> TestApp {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("app.db");
         std::fs::copy(template_database().await, &db).expect("copy template");
@@ -90,6 +98,8 @@ impl TestApp {
             web::WebConfig {
                 public_url: address.clone(),
                 secure_cookies: false,
+                api_requests_per_minute,
+                webhooks_allow_http: true,
             },
             domain::integrity::Signer::from_seed([42; 32]),
         );

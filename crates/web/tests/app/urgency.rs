@@ -425,6 +425,8 @@ async fn two_workers_on_postgresql_send_each_message_once() {
                 web::WebConfig {
                     public_url: "http://x".into(),
                     secure_cookies: false,
+                    api_requests_per_minute: 600,
+                    webhooks_allow_http: false,
                 },
                 domain::integrity::Signer::from_seed([1; 32]),
             )
