@@ -11,6 +11,8 @@ pub mod outbox;
 mod reference;
 mod referrals;
 mod search;
+mod second_factor;
+pub use second_factor::TotpState;
 
 pub use audit::{AuditCheckpoint, AuditEntry, AuditInput};
 pub use integrations::{OrganisationToken, Webhook, WebhookDelivery, WebhookMessage};

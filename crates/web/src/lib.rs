@@ -12,6 +12,7 @@ pub mod notify;
 pub mod pages;
 mod security;
 pub mod service;
+pub mod totp;
 pub mod views;
 pub mod webhooks;
 

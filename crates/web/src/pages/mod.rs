@@ -7,6 +7,7 @@ mod draft;
 mod integrations;
 pub mod legal;
 mod referral;
+mod second_factor;
 mod stats;
 mod urgency;
 
@@ -36,6 +37,7 @@ pub fn routes() -> Router<AppState> {
         .merge(stats::routes())
         .merge(legal::routes())
         .merge(integrations::routes())
+        .merge(second_factor::routes())
 }
 
 /// Renders a template; a template failure is an internal error page.
@@ -227,21 +229,33 @@ async fn login(
         };
         return Ok((StatusCode::UNAUTHORIZED, render(&page)).into_response());
     };
+    if state.store.totp_state(user.id).await?.secret.is_some() {
+        return second_factor::challenge(&state, &user).await;
+    }
+    open_session(&state, &user, "mot de passe").await
+}
+
+/// Logs a person in: journal, lockout counter reset, and a fresh session id (a fixed id planted
+/// before login is useless).
+pub(crate) async fn open_session(
+    state: &AppState,
+    user: &store::User,
+    how: &str,
+) -> Result<Response, PageError> {
     let login = store::AuditInput {
         at: state.now(),
-        actor: journal_actor(
-            user.display_name.clone(),
-            user.role.clone(),
-            String::new(),
-            Some(user.id),
-        ),
+        actor: store::ActorInfo {
+            user_id: Some(user.id),
+            name: user.display_name.clone(),
+            role: user.role.clone(),
+            organisation: String::new(),
+        },
         action: "auth.login".into(),
         target: format!("user:{}", user.id),
-        detail: "mot de passe".into(),
+        detail: how.into(),
     };
     state.store.audit(&login).await?;
-    state.store.reset_login_failures(&email).await?;
-    // A fresh session id at every login: a fixed id planted before login is useless.
+    state.store.reset_login_failures(&user.email).await?;
     let session = auth::random_secret();
     state
         .store

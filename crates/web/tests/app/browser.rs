@@ -559,6 +559,14 @@ async fn every_role_home_and_the_public_pages_pass_axe() {
             person.user.role
         );
         browser.goto(&app.url("/notifications")).await;
+        browser.goto(&app.url("/compte/securite")).await;
+        if person.user.role == "agent" {
+            // The enrolment step, with its QR code.
+            browser
+                .submit("form[action='/compte/securite/totp/commencer'] button")
+                .await;
+            assert!(browser.text().await.contains("Sans appareil photo"));
+        }
         browser.logout().await;
     }
     println!(

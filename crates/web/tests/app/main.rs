@@ -9,6 +9,7 @@ mod authorization;
 mod browser;
 mod integrations;
 mod pages;
+mod second_factor;
 mod urgency;
 
 use chrono::{Duration, Utc};
