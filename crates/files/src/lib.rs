@@ -1,6 +1,10 @@
 //! Attachment storage on local disk. Files are streamed to a temporary file while their SHA-256
 //! is computed, fsynced, then renamed into place: memory use does not depend on file size, and a
-//! crash never leaves a half-written attachment under its final name.
+//! crash never leaves a half-written attachment under its final name. With a key ring, files
+//! are sealed on the way (see `sealing`): what reaches the disk is never the plaintext.
+
+pub mod sealing;
+pub use sealing::{new_master_key, KeyRing, SealError};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -22,6 +26,8 @@ pub enum FileError {
     Body(String),
     #[error("clé de stockage invalide")]
     InvalidKey,
+    #[error("chiffrement : {0}")]
+    Seal(#[from] SealError),
 }
 
 /// What was stored.
@@ -32,12 +38,15 @@ pub struct StoredFile {
     pub sha256: String,
     /// The first bytes, for media-type sniffing.
     pub head: Vec<u8>,
+    /// The file's own key, wrapped by the master key (`None`: stored in clear).
+    pub wrapped_key: Option<String>,
 }
 
 #[derive(Debug, Clone)]
 pub struct FileStore {
     root: PathBuf,
     max_size: u64,
+    keys: Option<std::sync::Arc<KeyRing>>,
 }
 
 const SNIFF_BYTES: usize = 512;
@@ -46,7 +55,17 @@ impl FileStore {
     pub async fn open(root: impl Into<PathBuf>, max_size: u64) -> Result<FileStore, FileError> {
         let root = root.into();
         fs::create_dir_all(root.join("tmp")).await?;
-        Ok(FileStore { root, max_size })
+        Ok(FileStore {
+            root,
+            max_size,
+            keys: None,
+        })
+    }
+
+    /// Seals every file stored from now on with keys wrapped by this key ring.
+    pub fn with_keys(mut self, keys: KeyRing) -> FileStore {
+        self.keys = Some(std::sync::Arc::new(keys));
+        self
     }
 
     pub fn max_size(&self) -> u64 {
@@ -79,6 +98,14 @@ impl FileStore {
             let mut hasher = Sha256::new();
             let mut size: u64 = 0;
             let mut head = Vec::with_capacity(SNIFF_BYTES);
+            let mut sealing = match &self.keys {
+                Some(keys) => {
+                    let (header, sealer) = keys.sealer();
+                    file.write_all(&header).await?;
+                    Some((sealer, Vec::with_capacity(sealing::SEGMENT)))
+                }
+                None => None,
+            };
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(|e| FileError::Body(e.to_string()))?;
                 size += chunk.len() as u64;
@@ -92,16 +119,39 @@ impl FileStore {
                     head.extend_from_slice(&chunk[..take]);
                 }
                 hasher.update(&chunk);
-                file.write_all(&chunk).await?;
+                match &mut sealing {
+                    None => file.write_all(&chunk).await?,
+                    Some((sealer, segment)) => {
+                        let mut rest: &[u8] = &chunk;
+                        while !rest.is_empty() {
+                            // A full segment is sealed only once more data proves it is not
+                            // the last one.
+                            if segment.len() == sealing::SEGMENT {
+                                file.write_all(&sealer.seal_next(segment)?).await?;
+                                segment.clear();
+                            }
+                            let take = (sealing::SEGMENT - segment.len()).min(rest.len());
+                            segment.extend_from_slice(&rest[..take]);
+                            rest = &rest[take..];
+                        }
+                    }
+                }
             }
             if size == 0 {
                 return Err(FileError::Empty);
             }
+            let wrapped_key = match sealing {
+                Some((mut sealer, segment)) => {
+                    file.write_all(&sealer.seal_last(&segment)?).await?;
+                    Some(sealer.wrapped_key)
+                }
+                None => None,
+            };
             file.sync_all().await?;
-            Ok((size, hex::encode(hasher.finalize()), head))
+            Ok((size, hex::encode(hasher.finalize()), head, wrapped_key))
         }
         .await;
-        let (size, sha256, head) = match result {
+        let (size, sha256, head, wrapped_key) = match result {
             Ok(done) => done,
             Err(error) => {
                 let _ = fs::remove_file(&temp_path).await;
@@ -119,6 +169,7 @@ impl FileStore {
             size,
             sha256,
             head,
+            wrapped_key,
         })
     }
 
@@ -127,18 +178,69 @@ impl FileStore {
         self.store_stream(stream).await
     }
 
-    /// Opens a stored file for streaming back.
-    pub async fn open_file(&self, key: &str) -> Result<fs::File, FileError> {
-        Ok(fs::File::open(self.path_of(key)?).await?)
+    /// A blocking reader of a stored file's content (its plaintext, when it is sealed).
+    pub fn reader(
+        &self,
+        key: &str,
+        wrapped_key: Option<&str>,
+    ) -> Result<Box<dyn std::io::Read + Send>, FileError> {
+        let file = std::io::BufReader::with_capacity(
+            sealing::SEGMENT + 64,
+            std::fs::File::open(self.path_of(key)?)?,
+        );
+        match wrapped_key {
+            None => Ok(Box::new(file)),
+            Some(wrapped) => {
+                let keys = self.keys.as_ref().ok_or_else(|| {
+                    SealError::UnknownMasterKey("aucune clé maîtresse configurée".into())
+                })?;
+                Ok(Box::new(keys.open(wrapped, file)?))
+            }
+        }
     }
 
-    pub async fn read(&self, key: &str) -> Result<Vec<u8>, FileError> {
-        Ok(fs::read(self.path_of(key)?).await?)
+    /// A stored file's content as a stream of chunks, read and unsealed on a blocking thread:
+    /// memory stays at a few segments whatever the size. A tampered file ends the stream with
+    /// an error rather than with wrong bytes.
+    pub fn stream(
+        &self,
+        key: &str,
+        wrapped_key: Option<&str>,
+    ) -> Result<impl Stream<Item = std::io::Result<Bytes>> + Send + 'static, FileError> {
+        let mut reader = self.reader(key, wrapped_key)?;
+        let (sender, receiver) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+        tokio::task::spawn_blocking(move || loop {
+            let mut buffer = vec![0u8; sealing::SEGMENT];
+            match reader.read(&mut buffer) {
+                Ok(0) => return,
+                Ok(count) => {
+                    buffer.truncate(count);
+                    if sender.blocking_send(Ok(Bytes::from(buffer))).is_err() {
+                        return; // the client went away
+                    }
+                }
+                Err(error) => {
+                    let _ = sender.blocking_send(Err(error));
+                    return;
+                }
+            }
+        });
+        Ok(futures_util::stream::unfold(
+            receiver,
+            |mut receiver| async move { receiver.recv().await.map(|item| (item, receiver)) },
+        ))
     }
 
-    /// Where a stored file lives on disk (for synchronous readers such as the export).
-    pub fn path(&self, key: &str) -> Result<PathBuf, FileError> {
-        self.path_of(key)
+    /// The whole content of a stored file (small files: tests, previews).
+    pub async fn read(&self, key: &str, wrapped_key: Option<&str>) -> Result<Vec<u8>, FileError> {
+        let mut reader = self.reader(key, wrapped_key)?;
+        tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            std::io::Read::read_to_end(&mut reader, &mut out).map(|_| out)
+        })
+        .await
+        .map_err(|e| FileError::Body(e.to_string()))?
+        .map_err(FileError::from)
     }
 
     pub fn root(&self) -> &Path {
@@ -233,7 +335,11 @@ mod tests {
             stored.sha256,
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
-        assert_eq!(store.read(&stored.storage_key).await.expect("read"), b"abc");
+        assert_eq!(stored.wrapped_key, None, "no key ring: stored in clear");
+        assert_eq!(
+            store.read(&stored.storage_key, None).await.expect("read"),
+            b"abc"
+        );
         assert!(matches!(
             store.store_bytes(vec![0; 11]).await,
             Err(FileError::TooLarge { limit: 10 })
@@ -248,8 +354,70 @@ mod tests {
             .count();
         assert_eq!(leftovers, 0);
         assert!(matches!(
-            store.read("../../etc/passwd").await,
+            store.read("../../etc/passwd", None).await,
             Err(FileError::InvalidKey)
+        ));
+    }
+
+    #[tokio::test]
+    async fn sealed_files_never_reach_the_disk_in_clear() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let keys = KeyRing::new(&new_master_key(), &[]).expect("keys");
+        let store = FileStore::open(dir.path(), 1 << 20)
+            .await
+            .expect("open")
+            .with_keys(keys);
+        // Uneven network chunks crossing segment boundaries, ending exactly on one.
+        let plain: Vec<u8> = b"PROCES-VERBAL "
+            .iter()
+            .copied()
+            .cycle()
+            .take(2 * sealing::SEGMENT)
+            .collect();
+        let chunks: Vec<Result<Bytes, std::io::Error>> = plain
+            .chunks(7_000)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        let stored = store
+            .store_stream(futures_util::stream::iter(chunks))
+            .await
+            .expect("stored");
+        assert_eq!(stored.size, plain.len() as u64);
+        assert_eq!(
+            stored.sha256,
+            hex::encode(Sha256::digest(&plain)),
+            "hash of the plaintext"
+        );
+        assert_eq!(
+            &stored.head[..14],
+            b"PROCES-VERBAL ",
+            "sniffing sees the plaintext"
+        );
+        let wrapped = stored.wrapped_key.clone().expect("sealed");
+        let on_disk = std::fs::read(dir.path().join(&stored.storage_key)).expect("disk");
+        assert!(!on_disk.windows(13).any(|w| w == b"PROCES-VERBAL"));
+        assert_eq!(
+            store
+                .read(&stored.storage_key, Some(&wrapped))
+                .await
+                .expect("read"),
+            plain
+        );
+        let streamed: Vec<u8> = store
+            .stream(&stored.storage_key, Some(&wrapped))
+            .expect("stream")
+            .map(|chunk| chunk.expect("chunk").to_vec())
+            .concat()
+            .await;
+        assert_eq!(streamed, plain);
+        // Another platform's master key opens nothing.
+        let stranger = FileStore::open(dir.path(), 1 << 20)
+            .await
+            .expect("open")
+            .with_keys(KeyRing::new(&new_master_key(), &[]).expect("keys"));
+        assert!(matches!(
+            stranger.read(&stored.storage_key, Some(&wrapped)).await,
+            Err(FileError::Seal(SealError::UnknownMasterKey(_)))
         ));
     }
 

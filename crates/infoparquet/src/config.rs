@@ -34,6 +34,12 @@ pub struct Config {
     pub api_requests_per_minute: u32,
     /// Allow webhooks to plain-HTTP URLs (closed networks only); HTTPS is required otherwise.
     pub webhooks_allow_http: bool,
+    /// Master key (32 bytes, base64) wrapping each attachment's own key. When absent, one is
+    /// generated once and kept in `DATA_DIR/master-key`.
+    pub master_key: Option<String>,
+    /// Earlier master keys, still accepted to unwrap until `infoparquet keys rotate` has
+    /// rewrapped everything under `master_key`.
+    pub previous_master_keys: Vec<String>,
 }
 
 impl Default for Config {
@@ -52,6 +58,8 @@ impl Default for Config {
             worker_interval_seconds: 5,
             api_requests_per_minute: 600,
             webhooks_allow_http: false,
+            master_key: None,
+            previous_master_keys: Vec::new(),
         }
     }
 }

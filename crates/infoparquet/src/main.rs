@@ -95,11 +95,26 @@ enum Command {
         /// Where to write the packages (created if missing).
         dir: PathBuf,
     },
+    /// The master key that seals attachments at rest.
+    Keys {
+        #[command(subcommand)]
+        action: KeysCommand,
+    },
     /// The journal (hash-chained log of every action and read).
     Audit {
         #[command(subcommand)]
         action: AuditCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Print a new random master key (base64), alone on the last line.
+    Generate,
+    /// Rewrap every attachment's own key under the current master key. Put the new key in
+    /// INFOPARQUET__MASTER_KEY and the old one in INFOPARQUET__PREVIOUS_MASTER_KEYS, run this,
+    /// then drop the old one. Files are not rewritten; the command can be run again safely.
+    Rotate,
 }
 
 #[derive(Subcommand)]
@@ -212,7 +227,8 @@ pub async fn app_state(config: &Config, store: Store) -> anyhow::Result<web::App
                 "cannot use the attachment directory {}",
                 config.data_dir.display()
             )
-        })?;
+        })?
+        .with_keys(load_key_ring(config)?);
     Ok(web::AppState::new(
         store,
         files,
@@ -226,19 +242,23 @@ pub async fn app_state(config: &Config, store: Store) -> anyhow::Result<web::App
     ))
 }
 
-/// The platform's signing key: from the configuration, or generated once and kept beside the
-/// attachments (readable by the service's user only).
-fn load_signer(config: &Config) -> anyhow::Result<domain::integrity::Signer> {
-    if let Some(key) = &config.signing_key {
-        return domain::integrity::Signer::from_base64(key)
-            .map_err(|e| anyhow::anyhow!("signing_key: {e}"));
+/// A secret of the platform: from the configuration, or generated once and kept beside the
+/// attachments in `DATA_DIR/FILE` (readable by the service's user only) — fine for the demo and
+/// a single server; production sets it from its secret store.
+fn configured_or_generated(
+    config: &Config,
+    configured: Option<&str>,
+    file: &str,
+    variable: &str,
+) -> anyhow::Result<String> {
+    if let Some(value) = configured {
+        return Ok(value.trim().to_string());
     }
-    let path = config.data_dir.join("signing-key");
+    let path = config.data_dir.join(file);
     if path.exists() {
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        return domain::integrity::Signer::from_base64(&text)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
+        return Ok(text.trim().to_string());
     }
     std::fs::create_dir_all(&config.data_dir)?;
     let mut seed = [0u8; 32];
@@ -248,12 +268,37 @@ fn load_signer(config: &Config) -> anyhow::Result<domain::integrity::Signer> {
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
+    let mut handle = options
         .open(&path)
         .with_context(|| format!("cannot create {}", path.display()))?;
-    std::io::Write::write_all(&mut file, encoded.as_bytes())?;
-    tracing::warn!(path = %path.display(), "generated a new signing key; in production set INFOPARQUET__SIGNING_KEY and keep it safe");
-    Ok(domain::integrity::Signer::from_seed(seed))
+    std::io::Write::write_all(&mut handle, encoded.as_bytes())?;
+    handle.sync_all()?;
+    tracing::warn!(path = %path.display(), "generated a new {file}; in production set {variable} and keep it safe");
+    Ok(encoded)
+}
+
+/// The platform's signing key (receipts, notices, journal checkpoints).
+fn load_signer(config: &Config) -> anyhow::Result<domain::integrity::Signer> {
+    let key = configured_or_generated(
+        config,
+        config.signing_key.as_deref(),
+        "signing-key",
+        "INFOPARQUET__SIGNING_KEY",
+    )?;
+    domain::integrity::Signer::from_base64(&key).map_err(|e| anyhow::anyhow!("signing key: {e}"))
+}
+
+/// The master key that wraps every attachment's own key, with the previous ones during a
+/// rotation.
+fn load_key_ring(config: &Config) -> anyhow::Result<files::KeyRing> {
+    let current = configured_or_generated(
+        config,
+        config.master_key.as_deref(),
+        "master-key",
+        "INFOPARQUET__MASTER_KEY",
+    )?;
+    files::KeyRing::new(&current, &config.previous_master_keys)
+        .map_err(|e| anyhow::anyhow!("master key: {e}"))
 }
 
 /// Writes the package of every referral the parquet received since `since`; returns how many
@@ -663,6 +708,55 @@ async fn main() -> anyhow::Result<()> {
                 ),
                 None => println!("Nothing new to sign."),
             }
+            Ok(())
+        }
+        Command::Keys {
+            action: KeysCommand::Generate,
+        } => {
+            eprintln!("A new master key. Keep it in the secret store; it is shown once.");
+            println!("{}", files::new_master_key());
+            Ok(())
+        }
+        Command::Keys {
+            action: KeysCommand::Rotate,
+        } => {
+            let store = open_store(&config).await?;
+            let keys = load_key_ring(&config)?;
+            let mut rewrapped = 0usize;
+            loop {
+                let batch = store
+                    .attachment_keys_to_rewrap(keys.current_id(), 500)
+                    .await?;
+                if batch.is_empty() {
+                    break;
+                }
+                for (id, wrapped) in &batch {
+                    let fresh = keys.rewrap(wrapped).with_context(|| {
+                        format!("attachment {id}: set the key that wrapped it in INFOPARQUET__PREVIOUS_MASTER_KEYS")
+                    })?;
+                    if store.rewrap_attachment_key(*id, wrapped, &fresh).await? {
+                        rewrapped += 1;
+                    }
+                }
+            }
+            store
+                .audit(&store::AuditInput {
+                    at: Utc::now(),
+                    actor: store::ActorInfo {
+                        user_id: None,
+                        name: "Info Parquet (ligne de commande)".into(),
+                        role: "platform".into(),
+                        organisation: String::new(),
+                    },
+                    action: "keys.rotated".into(),
+                    target: format!("master-key:{}", keys.current_id()),
+                    detail: format!("{rewrapped} clé(s) de fichier rechiffrée(s)"),
+                })
+                .await?;
+            println!(
+                "{rewrapped} attachment key(s) rewrapped under master key {}.",
+                keys.current_id()
+            );
             Ok(())
         }
         Command::Export {

@@ -148,6 +148,63 @@ fn demo_twice_then_tokens_users_and_imports_on_sqlite() {
     );
     assert!(!wrong.status.success());
 
+    // Master key rotation: file keys are rewrapped, files untouched, the old key then useless.
+    let old_key = std::fs::read_to_string(dir.path().join("data/master-key")).expect("key");
+    let generated = infoparquet(dir.path(), &["keys", "generate"], &[]);
+    assert_success(&generated);
+    let new_key = stdout(&generated).lines().last().expect("key").to_string();
+    let previous = format!("[\"{}\"]", old_key.trim());
+    let rotating = [
+        ("INFOPARQUET__MASTER_KEY", new_key.as_str()),
+        ("INFOPARQUET__PREVIOUS_MASTER_KEYS", previous.as_str()),
+    ];
+    let rotated = infoparquet(dir.path(), &["keys", "rotate"], &rotating);
+    assert_success(&rotated);
+    let count: usize = stdout(&rotated)
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("count");
+    assert!(count >= 10, "{}", stdout(&rotated));
+    let again = infoparquet(dir.path(), &["keys", "rotate"], &rotating);
+    assert!(
+        stdout(&again).starts_with("0 attachment key(s)"),
+        "{}",
+        stdout(&again)
+    );
+    let only_new = [("INFOPARQUET__MASTER_KEY", new_key.as_str())];
+    let after = dir.path().join("after-rotation");
+    let export = infoparquet(
+        dir.path(),
+        &[
+            "export",
+            "--parquet",
+            "109",
+            "--since",
+            "2020-01-01",
+            after.to_str().expect("path"),
+        ],
+        &only_new,
+    );
+    assert_success(&export);
+    let only_old = [("INFOPARQUET__MASTER_KEY", old_key.trim())];
+    let refused = infoparquet(
+        dir.path(),
+        &[
+            "export",
+            "--parquet",
+            "109",
+            "--since",
+            "2020-01-01",
+            dir.path().join("old").to_str().expect("path"),
+        ],
+        &only_old,
+    );
+    assert!(
+        !refused.status.success(),
+        "the old key alone opens nothing any more"
+    );
+
     let unknown = infoparquet(
         dir.path(),
         &["token", "create", "--email", "nobody@example.fr"],

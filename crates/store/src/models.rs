@@ -108,6 +108,9 @@ pub struct Attachment {
     pub storage_key: String,
     pub uploaded_by: Uuid,
     pub uploaded_at: DateTime<Utc>,
+    /// The file's key wrapped by the master key; `None` for a file stored in clear.
+    #[serde(skip)]
+    pub wrapped_key: Option<String>,
 }
 
 /// The fields a sender writes; everything else is set by the platform.

@@ -15,7 +15,7 @@ const REFERRAL_COLUMNS: &str = "id, reference, status, kind, urgency, title, fac
     verification_code, created_at, updated_at, submitted_at, acknowledged_at, registered_at, decided_at, receipt_signature, notice_signature";
 
 const ATTACHMENT_COLUMNS: &str =
-    "id, referral_id, filename, media_type, size, sha256, kind, storage_key, uploaded_by, uploaded_at";
+    "id, referral_id, filename, media_type, size, sha256, kind, storage_key, uploaded_by, uploaded_at, wrapped_key";
 
 /// Writes the content's offences and parties, replacing earlier ones (drafts only).
 macro_rules! write_children {
@@ -463,7 +463,7 @@ impl Store {
         actor: &ActorInfo,
         event: &NewEvent,
     ) -> StoreResult<()> {
-        let sql = format!("INSERT INTO attachments ({ATTACHMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)");
+        let sql = format!("INSERT INTO attachments ({ATTACHMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)");
         on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
             sqlx::query(&sql)
@@ -477,6 +477,7 @@ impl Store {
                 .bind(&attachment.storage_key)
                 .bind(attachment.uploaded_by)
                 .bind(attachment.uploaded_at)
+                .bind(&attachment.wrapped_key)
                 .execute(&mut *tx)
                 .await?;
             if attachment.kind != "draft" {
@@ -584,6 +585,45 @@ impl Store {
             .bind(include_internal)
             .fetch_all(pool)
             .await)?)
+    }
+}
+
+impl Store {
+    /// Sealed attachments whose key is not wrapped by the master key `current_key_id`.
+    pub async fn attachment_keys_to_rewrap(
+        &self,
+        current_key_id: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<(Uuid, String)>> {
+        let pattern = format!("v1:{current_key_id}:%");
+        Ok(on_pool!(self, |pool| {
+            sqlx::query_as(
+            "SELECT id, wrapped_key FROM attachments WHERE wrapped_key IS NOT NULL AND wrapped_key NOT LIKE $1 ORDER BY id LIMIT $2"
+        )
+        .bind(pattern)
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+        })?)
+    }
+
+    /// Replaces an attachment's wrapped key, if it is still the one that was rewrapped.
+    pub async fn rewrap_attachment_key(
+        &self,
+        id: Uuid,
+        previous: &str,
+        rewrapped: &str,
+    ) -> StoreResult<bool> {
+        let changed = on_pool!(self, |pool| sqlx::query(
+            "UPDATE attachments SET wrapped_key = $3 WHERE id = $1 AND wrapped_key = $2"
+        )
+        .bind(id)
+        .bind(previous)
+        .bind(rewrapped)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(changed == 1)
     }
 }
 

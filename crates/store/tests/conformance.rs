@@ -604,6 +604,7 @@ async fn referral_drafts_children_and_updates(store: Store) {
         storage_key: "ab/ab/x".into(),
         uploaded_by: w.agent.id,
         uploaded_at: now,
+        wrapped_key: Some("v1:0a0a0a:c2NlbGxlZQ==".into()),
     };
     w.store
         .add_attachment(&attachment, &actor(&w.agent), &event("attachment_added"))
@@ -621,6 +622,40 @@ async fn referral_drafts_children_and_updates(store: Store) {
         None,
         "attachments are looked up within their referral"
     );
+    // Key rotation: what is not under the current master key, then rewrapped once.
+    let due = w
+        .store
+        .attachment_keys_to_rewrap("0b0b0b", 10)
+        .await
+        .expect("due");
+    assert_eq!(
+        due,
+        vec![(attachment.id, "v1:0a0a0a:c2NlbGxlZQ==".to_string())]
+    );
+    assert!(w
+        .store
+        .attachment_keys_to_rewrap("0a0a0a", 10)
+        .await
+        .expect("due")
+        .is_empty());
+    assert!(w
+        .store
+        .rewrap_attachment_key(attachment.id, &due[0].1, "v1:0b0b0b:bm91dmVsbGU=")
+        .await
+        .expect("rewrap"));
+    assert!(
+        !w.store
+            .rewrap_attachment_key(attachment.id, &due[0].1, "v1:0b0b0b:autre")
+            .await
+            .expect("stale"),
+        "a stale rewrap changes nothing"
+    );
+    assert!(w
+        .store
+        .attachment_keys_to_rewrap("0b0b0b", 10)
+        .await
+        .expect("due")
+        .is_empty());
 
     // Submitted referrals are no longer drafts: their content cannot change.
     let update = ReferralUpdate {

@@ -120,11 +120,12 @@ pub async fn build(
             index + 1,
             attachment.filename.replace(['/', '\\'], "_")
         );
+        // Read (and unsealed) while the zip is written: never held whole in memory.
         sources.push((
             path.clone(),
             state
                 .files
-                .path(&attachment.storage_key)
+                .reader(&attachment.storage_key, attachment.wrapped_key.as_deref())
                 .map_err(AppError::from)?,
         ));
         documents.push(ManifestDocument {
@@ -215,7 +216,7 @@ pub async fn build(
 
 fn write_zip(
     manifest: Vec<u8>,
-    sources: Vec<(String, std::path::PathBuf)>,
+    sources: Vec<(String, Box<dyn std::io::Read + Send>)>,
     receipt: Option<Vec<u8>>,
     notice: Option<Vec<u8>>,
 ) -> std::io::Result<std::fs::File> {
@@ -246,8 +247,8 @@ fn write_zip(
         Ok(())
     };
     add(&mut zip, "manifest.json", &mut manifest.as_slice())?;
-    for (name, path) in &sources {
-        add(&mut zip, name, &mut std::fs::File::open(path)?)?;
+    for (name, mut reader) in sources {
+        add(&mut zip, &name, &mut reader)?;
     }
     if let Some(receipt) = &receipt {
         add(&mut zip, "receipt.pdf", &mut receipt.as_slice())?;

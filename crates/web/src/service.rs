@@ -1311,6 +1311,7 @@ impl<'a> ReferralService<'a> {
             storage_key: stored.storage_key,
             uploaded_by: self.user.user.id,
             uploaded_at: now,
+            wrapped_key: stored.wrapped_key,
         };
         let summary = format!(
             "Pièce ajoutée : {filename} (SHA-256 {}…)",

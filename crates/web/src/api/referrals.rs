@@ -386,8 +386,27 @@ pub async fn stream_attachment(
     attachment: &store::Attachment,
     inline: bool,
 ) -> Result<Response, AppError> {
-    let file = state.files.open_file(&attachment.storage_key).await?;
-    let stream = tokio_util_stream(file);
+    let mut stream = Box::pin(
+        state
+            .files
+            .stream(&attachment.storage_key, attachment.wrapped_key.as_deref())?,
+    );
+    // The first segment is checked before anything is sent, so a damaged small document is a
+    // clear error rather than a cut connection (a later damaged segment cuts the transfer).
+    let first = match futures_util::StreamExt::next(&mut stream).await {
+        Some(Ok(chunk)) => chunk,
+        Some(Err(error)) => {
+            return Err(AppError::Internal(format!(
+                "attachment {} unreadable: {error}",
+                attachment.id
+            )))
+        }
+        None => bytes::Bytes::new(),
+    };
+    let stream = futures_util::StreamExt::chain(
+        futures_util::stream::iter([Ok::<_, std::io::Error>(first)]),
+        stream,
+    );
     let disposition = format!(
         "{}; filename=\"{}\"; filename*=UTF-8''{}",
         if inline { "inline" } else { "attachment" },

@@ -1306,3 +1306,52 @@ async fn senders_may_ask_for_news_once_a_month() {
         "a month later"
     );
 }
+
+#[tokio::test]
+async fn attachments_are_sealed_at_rest_and_tampering_is_refused() {
+    let app = TestApp::spawn().await;
+    let agent = app.user(&app.administration, "agent").await;
+    let id = app.draft(&agent).await;
+    let plain = b"%PDF-1.4 proces-verbal confidentiel de la DDPP".to_vec();
+    let uploaded = json_of(
+        app.upload(&agent, &id, "pv.pdf", "application/pdf", plain.clone())
+            .await,
+    )
+    .await;
+    let attachment_id = uploaded["id"].as_str().expect("id").to_string();
+    let stored = app
+        .store
+        .attachment(
+            id.parse().expect("uuid"),
+            attachment_id.parse().expect("uuid"),
+        )
+        .await
+        .expect("query")
+        .expect("attachment");
+    assert!(stored
+        .wrapped_key
+        .as_deref()
+        .is_some_and(|k| k.starts_with("v1:")));
+    let path = app.dir.path().join("files").join(&stored.storage_key);
+    let on_disk = std::fs::read(&path).expect("file on disk");
+    assert!(
+        !on_disk.windows(12).any(|w| w == b"proces-verba"),
+        "no plaintext at rest"
+    );
+    let url = format!("/api/v1/referrals/{id}/attachments/{attachment_id}");
+    let downloaded = app.get(&agent, &url).await;
+    assert_eq!(downloaded.status(), 200);
+    assert_eq!(downloaded.bytes().await.expect("body").to_vec(), plain);
+
+    // One flipped bit on disk: the download never delivers altered content.
+    let mut altered = on_disk.clone();
+    let last = altered.len() - 20;
+    altered[last] ^= 1;
+    std::fs::write(&path, altered).expect("tamper");
+    let response = app.get(&agent, &url).await;
+    assert_eq!(response.status(), 500, "a clear error, not altered bytes");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+}

@@ -45,7 +45,7 @@ pub struct TestApp {
     pub address: String,
     pub store: Store,
     pub client: reqwest::Client,
-    _dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
     pub administration: Organisation,
     pub other_administration: Organisation,
     pub validating_administration: Organisation,
@@ -64,6 +64,8 @@ pub struct Caller {
 
 pub const PASSWORD: &str = "mot-de-passe-de-test";
 pub const MAX_UPLOAD: u64 = 64 * 1024;
+/// The test platform's master key (32 bytes of 7, base64).
+pub const MASTER_KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
 /// High enough for the authorization matrix, low enough to be reached by the rate-limit test.
 pub const API_REQUESTS_PER_MINUTE: u32 = 6000;
 
@@ -86,9 +88,11 @@ impl TestApp {
             .await
             .expect("connect");
         store.migrate().await.expect("migrate");
+        // Attachments are sealed at rest in every test, as in production.
         let files = files::FileStore::open(dir.path().join("files"), MAX_UPLOAD)
             .await
-            .expect("files");
+            .expect("files")
+            .with_keys(files::KeyRing::new(MASTER_KEY, &[]).expect("master key"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -152,7 +156,7 @@ impl TestApp {
             address,
             store,
             client,
-            _dir: dir,
+            dir,
             administration,
             other_administration,
             validating_administration,
