@@ -40,6 +40,12 @@ pub struct Config {
     /// Earlier master keys, still accepted to unwrap until `infoparquet keys rotate` has
     /// rewrapped everything under `master_key`.
     pub previous_master_keys: Vec<String>,
+    /// ProConnect (OpenID Connect): the provider's issuer, e.g.
+    /// https://auth.agentconnect.gouv.fr/api/v2, and the platform's client credentials. Login
+    /// through ProConnect is offered when all three are set.
+    pub proconnect_issuer_url: Option<String>,
+    pub proconnect_client_id: Option<String>,
+    pub proconnect_client_secret: Option<String>,
 }
 
 impl Default for Config {
@@ -60,6 +66,9 @@ impl Default for Config {
             webhooks_allow_http: false,
             master_key: None,
             previous_master_keys: Vec::new(),
+            proconnect_issuer_url: None,
+            proconnect_client_id: None,
+            proconnect_client_secret: None,
         }
     }
 }

@@ -237,6 +237,7 @@ pub async fn app_state(config: &Config, store: Store) -> anyhow::Result<web::App
             secure_cookies: config.secure_cookies,
             api_requests_per_minute: config.api_requests_per_minute,
             webhooks_allow_http: config.webhooks_allow_http,
+            proconnect: proconnect_settings(config),
         },
         load_signer(config)?,
     ))
@@ -275,6 +276,14 @@ fn configured_or_generated(
     handle.sync_all()?;
     tracing::warn!(path = %path.display(), "generated a new {file}; in production set {variable} and keep it safe");
     Ok(encoded)
+}
+
+fn proconnect_settings(config: &Config) -> Option<web::pages::proconnect::ProConnectSettings> {
+    Some(web::pages::proconnect::ProConnectSettings {
+        issuer_url: config.proconnect_issuer_url.clone()?,
+        client_id: config.proconnect_client_id.clone()?,
+        client_secret: config.proconnect_client_secret.clone()?,
+    })
 }
 
 /// The platform's signing key (receipts, notices, journal checkpoints).

@@ -204,3 +204,78 @@ impl Store {
         Ok(())
     }
 }
+
+impl Store {
+    /// Remembers an OpenID Connect login in progress.
+    pub async fn create_oidc_login(
+        &self,
+        state_hash: &str,
+        nonce: &str,
+        pkce_verifier: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        on_pool!(self, |pool| {
+            sqlx::query(
+            "INSERT INTO oidc_logins (state_hash, nonce, pkce_verifier, created_at) VALUES ($1, $2, $3, $4)"
+        )
+        .bind(state_hash)
+        .bind(nonce)
+        .bind(pkce_verifier)
+        .bind(now)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected())
+        })?;
+        Ok(())
+    }
+
+    /// Takes (and forgets) a login in progress started after `created_after`: each state is
+    /// good for one callback only. Returns its nonce and PKCE verifier.
+    pub async fn take_oidc_login(
+        &self,
+        state_hash: &str,
+        created_after: DateTime<Utc>,
+    ) -> StoreResult<Option<(String, String)>> {
+        let found = on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let found: Option<(String, String)> = sqlx::query_as(
+                "SELECT nonce, pkce_verifier FROM oidc_logins WHERE state_hash = $1 AND created_at > $2",
+            )
+            .bind(state_hash)
+            .bind(created_after)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let deleted = sqlx::query("DELETE FROM oidc_logins WHERE state_hash = $1")
+                .bind(state_hash)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            // Two concurrent callbacks with one state: only the one that deleted it proceeds.
+            Ok::<_, sqlx::Error>(found.filter(|_| deleted == 1))
+        })?;
+        Ok(found)
+    }
+
+    pub async fn set_session_id_token(&self, id_hash: &str, id_token: &str) -> StoreResult<()> {
+        on_pool!(self, |pool| sqlx::query(
+            "UPDATE sessions SET id_token = $2 WHERE id_hash = $1"
+        )
+        .bind(id_hash)
+        .bind(id_token)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    pub async fn session_id_token(&self, id_hash: &str) -> StoreResult<Option<String>> {
+        let found: Option<Option<String>> = on_pool!(self, |pool| sqlx::query_scalar(
+            "SELECT id_token FROM sessions WHERE id_hash = $1"
+        )
+        .bind(id_hash)
+        .fetch_optional(pool)
+        .await)?;
+        Ok(found.flatten())
+    }
+}

@@ -33,6 +33,8 @@ pub struct WebConfig {
     pub api_requests_per_minute: u32,
     /// Whether webhooks may target plain-HTTP URLs (tests, closed networks); HTTPS otherwise.
     pub webhooks_allow_http: bool,
+    /// Login through ProConnect, when the platform is registered with it.
+    pub proconnect: Option<pages::proconnect::ProConnectSettings>,
 }
 
 /// Per-token request budget of the API.
@@ -97,6 +99,7 @@ pub struct AppState {
     /// Signs receipts, decision notices and journal checkpoints.
     pub signer: Arc<domain::integrity::Signer>,
     pub api_limiter: Arc<ApiRateLimiter>,
+    pub proconnect: pages::proconnect::ProConnect,
 }
 
 impl AppState {
@@ -113,6 +116,7 @@ impl AppState {
             config: Arc::new(config),
             clock: Clock::System,
             signer: Arc::new(signer),
+            proconnect: pages::proconnect::ProConnect::default(),
         }
     }
 

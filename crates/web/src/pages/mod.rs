@@ -6,6 +6,7 @@ pub mod documents;
 mod draft;
 mod integrations;
 pub mod legal;
+pub mod proconnect;
 mod referral;
 mod second_factor;
 mod stats;
@@ -38,6 +39,7 @@ pub fn routes() -> Router<AppState> {
         .merge(legal::routes())
         .merge(integrations::routes())
         .merge(second_factor::routes())
+        .merge(proconnect::routes())
 }
 
 /// Renders a template; a template failure is an internal error page.
@@ -136,9 +138,14 @@ struct LoginPage {
     layout: Layout,
     error: Option<String>,
     email: String,
+    /// Whether the ProConnect button is offered.
+    proconnect: bool,
 }
 
-async fn login_page(MaybeSessionUser(user): MaybeSessionUser) -> Response {
+async fn login_page(
+    State(state): State<AppState>,
+    MaybeSessionUser(user): MaybeSessionUser,
+) -> Response {
     if user.is_some() {
         return Redirect::to("/saisines").into_response();
     }
@@ -146,6 +153,7 @@ async fn login_page(MaybeSessionUser(user): MaybeSessionUser) -> Response {
         layout: Layout::anonymous(),
         error: None,
         email: String::new(),
+        proconnect: state.config.proconnect.is_some(),
     })
 }
 
@@ -172,6 +180,7 @@ async fn login(
                 until.with_timezone(&Paris).format("%H:%M")
             )),
             email: form.email,
+            proconnect: state.config.proconnect.is_some(),
         };
         return Ok((StatusCode::TOO_MANY_REQUESTS, render(&page)).into_response());
     }
@@ -226,13 +235,14 @@ async fn login(
             layout: Layout::anonymous(),
             error: Some(message),
             email: form.email,
+            proconnect: state.config.proconnect.is_some(),
         };
         return Ok((StatusCode::UNAUTHORIZED, render(&page)).into_response());
     };
     if state.store.totp_state(user.id).await?.secret.is_some() {
         return second_factor::challenge(&state, &user).await;
     }
-    open_session(&state, &user, "mot de passe").await
+    open_session(&state, &user, "mot de passe", None).await
 }
 
 /// Logs a person in: journal, lockout counter reset, and a fresh session id (a fixed id planted
@@ -241,6 +251,7 @@ pub(crate) async fn open_session(
     state: &AppState,
     user: &store::User,
     how: &str,
+    id_token: Option<&str>,
 ) -> Result<Response, PageError> {
     let login = store::AuditInput {
         at: state.now(),
@@ -266,6 +277,12 @@ pub(crate) async fn open_session(
             Utc::now(),
         )
         .await?;
+    if let Some(id_token) = id_token {
+        state
+            .store
+            .set_session_id_token(&auth::sha256_hex(&session), id_token)
+            .await?;
+    }
     let cookie = auth::session_cookie_header(
         &session,
         state.config.secure_cookies,
@@ -302,19 +319,21 @@ async fn logout(
         .filter_map(Result::ok)
         .find(|c| c.name() == auth::SESSION_COOKIE)
         .map(|c| c.value().to_string());
+    let mut next = "/connexion".to_string();
     if let Some(session) = cookie {
-        state
-            .store
-            .delete_session(&auth::sha256_hex(&session))
-            .await?;
+        let id_hash = auth::sha256_hex(&session);
+        // A ProConnect session also ends at the provider.
+        if let Some(id_token) = state.store.session_id_token(&id_hash).await? {
+            if let Some(url) = proconnect::logout_url(&state, &id_token).await {
+                next = url;
+            }
+        }
+        state.store.delete_session(&id_hash).await?;
     }
     let expired = auth::session_cookie_header("", state.config.secure_cookies, 0);
     Ok((
         StatusCode::SEE_OTHER,
-        [
-            (header::SET_COOKIE, expired),
-            (header::LOCATION, "/connexion".to_string()),
-        ],
+        [(header::SET_COOKIE, expired), (header::LOCATION, next)],
     )
         .into_response())
 }

@@ -160,7 +160,7 @@ async fn check_code(
         } else {
             "mot de passe + code de secours"
         };
-        let mut response = open_session(&state, &user, how).await?;
+        let mut response = open_session(&state, &user, how, None).await?;
         if let Ok(expired) =
             HeaderValue::from_str(&challenge_cookie("", state.config.secure_cookies, 0))
         {

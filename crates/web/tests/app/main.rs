@@ -9,6 +9,7 @@ mod authorization;
 mod browser;
 mod integrations;
 mod pages;
+mod proconnect;
 mod second_factor;
 mod urgency;
 
@@ -81,6 +82,21 @@ impl TestApp {
 
     /// An application with its own clock and API request budget per token.
     pub async fn spawn_configured(clock: web::Clock, api_requests_per_minute: u32) -> TestApp {
+        TestApp::spawn_full(clock, api_requests_per_minute, None).await
+    }
+
+    /// An application offering login through an OpenID Connect provider.
+    pub async fn spawn_with_proconnect(
+        settings: web::pages::proconnect::ProConnectSettings,
+    ) -> TestApp {
+        TestApp::spawn_full(web::Clock::System, API_REQUESTS_PER_MINUTE, Some(settings)).await
+    }
+
+    async fn spawn_full(
+        clock: web::Clock,
+        api_requests_per_minute: u32,
+        proconnect: Option<web::pages::proconnect::ProConnectSettings>,
+    ) -> TestApp {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("app.db");
         std::fs::copy(template_database().await, &db).expect("copy template");
@@ -105,6 +121,7 @@ impl TestApp {
                 secure_cookies: false,
                 api_requests_per_minute,
                 webhooks_allow_http: true,
+                proconnect,
             },
             domain::integrity::Signer::from_seed([42; 32]),
         );

@@ -427,6 +427,7 @@ async fn two_workers_on_postgresql_send_each_message_once() {
                     secure_cookies: false,
                     api_requests_per_minute: 600,
                     webhooks_allow_http: false,
+                    proconnect: None,
                 },
                 domain::integrity::Signer::from_seed([1; 32]),
             )
