@@ -1,7 +1,9 @@
 //! The authorization matrix: every referral route of the API and every referral page × every
 //! role × own or other organisation × several statuses, against the domain's rules (the one
-//! table of transitions and the one visibility rule). No route may forget a check, and none may
-//! reveal across tenants that a referral exists.
+//! table of transitions and the one visibility rule); then the routes and pages that are not
+//! about one referral (lists, reference data, statistics, rota, notifications, API access,
+//! account security, webhooks) × every role × own or other organisation. No route may forget a
+//! check, and none may reveal across tenants that a referral or a webhook exists.
 
 use super::{json_of, Caller, TestApp, PASSWORD};
 use domain::permissions::{can_see_referral, Actor, ReferralScope};
@@ -375,4 +377,224 @@ async fn every_route_every_role_own_and_other_organisation() {
         "authorization matrix: {cases} cases (routes and pages × roles × organisations × statuses)"
     );
     assert!(cases > 700, "{cases}");
+}
+
+/// Who may use a route that is not about one referral, by role: the expected status of a
+/// GET by a person of that role (`own`: of the organisation that owns the resource, where it
+/// has one).
+fn expected_other(route: &str, role: Role, own: bool) -> u16 {
+    let sender = role.is_sender();
+    let parquet = role.is_parquet();
+    match route {
+        "/api/v1/referrals" | "/saisines" => {
+            if sender || parquet {
+                200
+            } else {
+                403
+            }
+        }
+        "/saisines/nouvelle" => {
+            if sender {
+                200
+            } else {
+                403
+            }
+        }
+        "/permanence" => {
+            if parquet {
+                200
+            } else {
+                403
+            }
+        }
+        "/acces-api" => {
+            if role.manages_integrations() {
+                200
+            } else {
+                403
+            }
+        }
+        // Another organisation's webhook is never revealed.
+        "webhook" => match (role.manages_integrations(), own) {
+            (true, true) => 200,
+            (true, false) => 404,
+            (false, _) => 403,
+        },
+        // Reference data, statistics (scoped to the person), notifications, account security,
+        // published checkpoints: every authenticated person.
+        _ => 200,
+    }
+}
+
+#[tokio::test]
+async fn every_other_route_every_role_own_and_other_organisation() {
+    let app = TestApp::spawn().await;
+    let platform = app
+        .store
+        .upsert_organisation(&Organisation {
+            kind: "platform".into(),
+            siret: None,
+            name: "Plateforme".into(),
+            ..app.other_administration.clone()
+        })
+        .await
+        .expect("platform");
+    let people = vec![
+        person(&app, &app.administration, Role::Agent).await,
+        person(&app, &app.administration, Role::Referent).await,
+        person(&app, &app.other_administration, Role::Agent).await,
+        person(&app, &app.other_administration, Role::Referent).await,
+        person(&app, &app.blois, Role::Clerk).await,
+        person(&app, &app.blois, Role::Prosecutor).await,
+        person(&app, &app.lille, Role::Clerk).await,
+        person(&app, &app.lille, Role::Prosecutor).await,
+        person(&app, &platform, Role::Admin).await,
+    ];
+    // A webhook of the first administration and one of the parquet of Blois.
+    let mut hooks = Vec::new();
+    for organisation in [app.administration.id, app.blois.id] {
+        let hook = store::Webhook {
+            id: Uuid::now_v7(),
+            organisation_id: organisation,
+            url: "https://logiciel.example.fr/hooks".into(),
+            event_types: "*".into(),
+            secret: web::webhooks::new_secret(),
+            created_by: None,
+            created_at: chrono::Utc::now(),
+            disabled_at: None,
+        };
+        app.store.create_webhook(&hook).await.expect("webhook");
+        hooks.push(hook);
+    }
+    let mut cases = 0;
+    for who in &people {
+        for route in [
+            "/api/v1/referrals",
+            "/api/v1/reference/communes?q=blois",
+            "/api/v1/reference/offences?q=vol",
+            "/api/v1/reference/parquets",
+            "/api/v1/reference/dismissal-reasons",
+            "/api/v1/audit/checkpoints",
+        ] {
+            let got = app.get(&who.caller, route).await.status().as_u16();
+            let key = route.split('?').next().unwrap_or(route);
+            assert_eq!(
+                got,
+                expected_other(key, who.role, false),
+                "GET {route} as {:?}",
+                who.role
+            );
+            cases += 1;
+        }
+        let mut pages: Vec<(String, &str, bool)> = [
+            "/saisines",
+            "/saisines/nouvelle",
+            "/permanence",
+            "/notifications",
+            "/statistiques",
+            "/statistiques.csv",
+            "/acces-api",
+            "/compte/securite",
+        ]
+        .iter()
+        .map(|p| (p.to_string(), *p, false))
+        .collect();
+        for hook in &hooks {
+            pages.push((
+                format!("/acces-api/webhooks/{}", hook.id),
+                "webhook",
+                hook.organisation_id == who.organisation,
+            ));
+        }
+        for (path, key, own) in pages {
+            let got = app
+                .client
+                .get(app.url(&path))
+                .header("cookie", &who.cookie)
+                .send()
+                .await
+                .expect("page")
+                .status()
+                .as_u16();
+            assert_eq!(
+                got,
+                expected_other(key, who.role, own),
+                "page {path} as {:?} of {}",
+                who.role,
+                who.organisation
+            );
+            cases += 1;
+        }
+        // Changes to another organisation's resources: refused (403) or unknown (404), never
+        // done.
+        let csrf = {
+            let page = app
+                .client
+                .get(app.url("/compte/securite"))
+                .header("cookie", &who.cookie)
+                .send()
+                .await
+                .expect("page")
+                .text()
+                .await
+                .expect("html");
+            page.split("name=\"csrf_token\" value=\"")
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .expect("csrf")
+                .to_string()
+        };
+        for hook in &hooks {
+            if hook.organisation_id == who.organisation {
+                continue;
+            }
+            let got = app
+                .client
+                .post(app.url(&format!("/acces-api/webhooks/{}/desactiver", hook.id)))
+                .header("cookie", &who.cookie)
+                .form(&[("csrf_token", csrf.as_str())])
+                .send()
+                .await
+                .expect("post")
+                .status()
+                .as_u16();
+            let want = if who.role.manages_integrations() {
+                404
+            } else {
+                403
+            };
+            assert_eq!(got, want, "disable another's webhook as {:?}", who.role);
+            cases += 1;
+        }
+        let got = app
+            .client
+            .post(app.url("/permanence/delais"))
+            .header("cookie", &who.cookie)
+            .form(&[
+                ("csrf_token", csrf.as_str()),
+                ("immediate_acknowledge_minutes", "30"),
+                ("urgent_acknowledge_hours", "12"),
+                ("normal_register_working_days", "5"),
+                ("escalation_interval_minutes", "20"),
+            ])
+            .send()
+            .await
+            .expect("post")
+            .status()
+            .as_u16();
+        let want = if who.role == Role::Clerk { 303 } else { 403 };
+        assert_eq!(got, want, "parquet deadlines as {:?}", who.role);
+        cases += 1;
+    }
+    for hook in &hooks {
+        let still = app
+            .store
+            .webhook(hook.id)
+            .await
+            .expect("query")
+            .expect("hook");
+        assert!(still.disabled_at.is_none(), "no one else disabled it");
+    }
+    println!("authorization matrix (other routes and pages): {cases} cases");
+    assert!(cases > 150, "{cases}");
 }
