@@ -7,6 +7,11 @@ use serde::Serialize;
 /// What the indicators need to know of one referral.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReferralFacts {
+    pub kind: String,
+    /// The most serious nature among its offences: 1 crime, 2 délit, 3 contravention.
+    pub gravity: Option<i64>,
+    pub administration: String,
+    pub parquet: String,
     pub urgency: String,
     pub status: String,
     pub submitted_at: DateTime<Utc>,
@@ -179,6 +184,67 @@ pub fn indicators(
     }
 }
 
+/// The breakdowns the indicators are given by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dimension {
+    Kind,
+    OffenceNature,
+    Administration,
+    Parquet,
+}
+
+impl Dimension {
+    pub fn label_fr(self) -> &'static str {
+        match self {
+            Dimension::Kind => "Type de saisine",
+            Dimension::OffenceNature => "Nature de l'infraction la plus grave",
+            Dimension::Administration => "Administration",
+            Dimension::Parquet => "Parquet",
+        }
+    }
+
+    fn key(self, facts: &ReferralFacts) -> String {
+        match self {
+            Dimension::Kind => crate::referral::Kind::parse(&facts.kind)
+                .map(|k| k.label_fr().to_string())
+                .unwrap_or_else(|| facts.kind.clone()),
+            Dimension::OffenceNature => match facts.gravity {
+                Some(1) => "Crime",
+                Some(2) => "Délit",
+                Some(3) => "Contravention",
+                _ => "Non qualifiée",
+            }
+            .to_string(),
+            Dimension::Administration => facts.administration.clone(),
+            Dimension::Parquet => facts.parquet.clone(),
+        }
+    }
+}
+
+/// The indicators of each group of referrals along one dimension, largest group first.
+pub fn breakdown(
+    facts: &[ReferralFacts],
+    dimension: Dimension,
+    now: DateTime<Utc>,
+    immediate_minutes: i64,
+    urgent_hours: i64,
+) -> Vec<(String, Indicators)> {
+    let mut groups: std::collections::BTreeMap<String, Vec<ReferralFacts>> =
+        std::collections::BTreeMap::new();
+    for f in facts {
+        groups.entry(dimension.key(f)).or_default().push(f.clone());
+    }
+    let mut rows: Vec<(String, Indicators)> = groups
+        .into_iter()
+        .map(|(key, group)| {
+            let computed = indicators(&group, now, immediate_minutes, urgent_hours);
+            (key, computed)
+        })
+        .collect();
+    rows.sort_by(|a, b| b.1.received.cmp(&a.1.received).then(a.0.cmp(&b.0)));
+    rows
+}
+
 /// Public figures hide small cells: a count under 5 could point at a person.
 pub fn suppress_small(count: usize) -> Option<usize> {
     (count >= 5).then_some(count)
@@ -197,6 +263,10 @@ mod tests {
 
     fn fact(urgency: &str, status: &str, sent: DateTime<Utc>) -> ReferralFacts {
         ReferralFacts {
+            kind: "article_40".into(),
+            gravity: Some(2),
+            administration: "DDPP 41".into(),
+            parquet: "Blois".into(),
             urgency: urgency.into(),
             status: status.into(),
             submitted_at: sent,
@@ -207,6 +277,35 @@ mod tests {
             reason_code: None,
             limitation_date: None,
         }
+    }
+
+    #[test]
+    fn breakdowns_group_by_kind_nature_and_organisation() {
+        let mut crime = fact("urgent", "submitted", at(2, 9));
+        crime.gravity = Some(1);
+        crime.kind = "complaint".into();
+        crime.parquet = "Lille".into();
+        let mut unqualified = fact("normal", "submitted", at(3, 9));
+        unqualified.gravity = None;
+        let facts = vec![
+            fact("normal", "submitted", at(1, 9)),
+            fact("normal", "submitted", at(1, 10)),
+            crime,
+            unqualified,
+        ];
+        let now = at(20, 0);
+        let by_nature = breakdown(&facts, Dimension::OffenceNature, now, 60, 24);
+        let counts: Vec<(&str, usize)> = by_nature
+            .iter()
+            .map(|(k, i)| (k.as_str(), i.received))
+            .collect();
+        assert_eq!(counts, [("Délit", 2), ("Crime", 1), ("Non qualifiée", 1)]);
+        let by_kind = breakdown(&facts, Dimension::Kind, now, 60, 24);
+        assert_eq!(by_kind[0].0, "Signalement (article 40 CPP)");
+        assert_eq!(by_kind[0].1.received, 3);
+        let by_parquet = breakdown(&facts, Dimension::Parquet, now, 60, 24);
+        assert_eq!(by_parquet[1].0, "Lille");
+        assert_eq!(by_parquet[1].1.urgent, 1, "each group's own indicators");
     }
 
     #[test]

@@ -684,6 +684,22 @@ async fn main() -> anyhow::Result<()> {
             for (code, n) in &i.dismissals_by_reason {
                 println!("  dismissals, reason {code:<20}{n}");
             }
+            for dimension in [
+                domain::stats::Dimension::Kind,
+                domain::stats::Dimension::OffenceNature,
+                domain::stats::Dimension::Parquet,
+                domain::stats::Dimension::Administration,
+            ] {
+                println!("By {}:", dimension.label_fr().to_lowercase());
+                for (group, g) in domain::stats::breakdown(&facts, dimension, Utc::now(), 60, 24) {
+                    println!(
+                        "  {group:<40} received {:>6}  registration median {:>8}  decided {:>5}",
+                        g.received,
+                        hours(g.to_registration.median_hours),
+                        percent(g.decided_share)
+                    );
+                }
+            }
             Ok(())
         }
         Command::Audit {

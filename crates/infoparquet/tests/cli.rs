@@ -270,7 +270,9 @@ fn demo_twice_then_tokens_users_and_imports_on_sqlite() {
     assert_success(&stats);
     assert!(
         stdout(&stats).contains("Indicators — Parquet du tribunal judiciaire de Blois")
-            && stdout(&stats).contains("referrals received"),
+            && stdout(&stats).contains("referrals received")
+            && stdout(&stats).contains("By nature de l'infraction la plus grave:")
+            && stdout(&stats).contains("By administration:"),
         "{}",
         stdout(&stats)
     );

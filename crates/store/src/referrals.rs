@@ -666,6 +666,10 @@ pub struct StatsFilter {
 
 #[derive(sqlx::FromRow)]
 struct FactsRow {
+    kind: String,
+    gravity: Option<i64>,
+    administration: String,
+    parquet: Option<String>,
     urgency: String,
     status: String,
     submitted_at: DateTime<Utc>,
@@ -684,26 +688,34 @@ impl Store {
     ) -> StoreResult<Vec<domain::stats::ReferralFacts>> {
         let rows: Vec<FactsRow> = on_pool!(self, |pool, Db| {
             let mut q = sqlx::QueryBuilder::<Db>::new(
-                "SELECT urgency, status, submitted_at, acknowledged_at, registered_at, decided_at, decision, limitation_date \
-                 FROM referrals WHERE submitted_at IS NOT NULL",
+                "SELECT r.kind, r.urgency, r.status, r.submitted_at, r.acknowledged_at, r.registered_at, r.decided_at, r.decision, \
+                 r.limitation_date, a.name AS administration, p.name AS parquet, \
+                 (SELECT MIN(CASE WHEN LOWER(o.nature) LIKE 'crime%' THEN 1 WHEN LOWER(o.nature) LIKE 'd_lit%' THEN 2 ELSE 3 END) \
+                    FROM referral_offences ro JOIN offences o ON o.code = ro.code WHERE ro.referral_id = r.id) AS gravity \
+                 FROM referrals r JOIN organisations a ON a.id = r.administration_id LEFT JOIN organisations p ON p.id = r.parquet_id \
+                 WHERE r.submitted_at IS NOT NULL",
             );
             if let Some(id) = filter.parquet_id {
-                q.push(" AND parquet_id = ").push_bind(id);
+                q.push(" AND r.parquet_id = ").push_bind(id);
             }
             if let Some(id) = filter.administration_id {
-                q.push(" AND administration_id = ").push_bind(id);
+                q.push(" AND r.administration_id = ").push_bind(id);
             }
             if let Some(from) = filter.from {
-                q.push(" AND submitted_at >= ").push_bind(from);
+                q.push(" AND r.submitted_at >= ").push_bind(from);
             }
             if let Some(to) = filter.to {
-                q.push(" AND submitted_at < ").push_bind(to);
+                q.push(" AND r.submitted_at < ").push_bind(to);
             }
             q.build_query_as().fetch_all(pool).await
         })?;
         Ok(rows
             .into_iter()
             .map(|r| domain::stats::ReferralFacts {
+                kind: r.kind,
+                gravity: r.gravity,
+                administration: r.administration,
+                parquet: r.parquet.unwrap_or_default(),
                 urgency: r.urgency,
                 status: r.status,
                 submitted_at: r.submitted_at,

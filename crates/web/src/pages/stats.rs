@@ -1,6 +1,6 @@
 //! Impact indicators: each organisation sees its own figures, platform administrators the
 //! national view, and the public national aggregates with small cells suppressed. Every chart
-//! is an accessible SVG with its data table beside it; every table downloads as CSV.
+//! is an accessible SVG with its data table beside it; every table downloads as CSV and XLSX.
 
 use super::{render, Layout};
 use crate::auth::{MaybeSessionUser, SessionUser};
@@ -14,7 +14,7 @@ use axum::routing::get;
 use axum::Router;
 use chrono::{Datelike, NaiveDate, Utc};
 use chrono_tz::Europe::Paris;
-use domain::stats::{indicators, suppress_small, Indicators, BACKLOG_LABELS};
+use domain::stats::{breakdown, indicators, suppress_small, Dimension, Indicators, BACKLOG_LABELS};
 use domain::Role;
 use serde::Deserialize;
 use store::StatsFilter;
@@ -23,7 +23,17 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/statistiques", get(page))
         .route("/statistiques.csv", get(csv))
+        .route("/statistiques.xlsx", get(xlsx))
         .route("/statistiques/publiques", get(public_page))
+        .route("/statistiques/publiques.csv", get(public_csv))
+        .route("/statistiques/publiques.xlsx", get(public_xlsx))
+}
+
+/// A table as shown and as downloaded.
+pub struct Table {
+    pub title: String,
+    pub headers: Vec<&'static str>,
+    pub rows: Vec<Vec<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -66,6 +76,9 @@ struct StatsPage {
     reasons: Vec<Line>,
     bars: Vec<Bar>,
     chart_height: usize,
+    breakdowns: Vec<Table>,
+    /// Where the downloads are ("/statistiques" or "/statistiques/publiques").
+    base: &'static str,
 }
 
 fn hours(value: Option<f64>) -> String {
@@ -182,22 +195,138 @@ fn bars(months: &[(String, usize)], public: bool) -> Vec<Bar> {
         .collect()
 }
 
+/// Everything the page and its downloads show.
+struct Computed {
+    indicators: Indicators,
+    months: Vec<(String, usize)>,
+    breakdowns: Vec<(Dimension, Vec<(String, Indicators)>)>,
+}
+
+/// The breakdowns that make sense for a scope: an administration compares its parquets, a
+/// parquet its administrations; everyone sees kinds and offence natures.
+fn dimensions(filter: &StatsFilter, public: bool) -> Vec<Dimension> {
+    let mut dimensions = vec![Dimension::Kind, Dimension::OffenceNature];
+    if !public && filter.parquet_id.is_none() {
+        dimensions.push(Dimension::Parquet);
+    }
+    if !public && filter.administration_id.is_none() {
+        dimensions.push(Dimension::Administration);
+    }
+    dimensions
+}
+
 async fn compute(
     state: &AppState,
     filter: &StatsFilter,
-) -> Result<(Indicators, Vec<(String, usize)>), PageError> {
+    public: bool,
+) -> Result<Computed, PageError> {
     let facts = state.store.referral_facts(filter).await?;
     let settings = match filter.parquet_id {
         Some(parquet) => state.store.parquet_settings(parquet).await?,
         None => store::ParquetSettings::default(),
     };
-    let computed = indicators(
-        &facts,
-        state.now(),
+    let now = state.now();
+    let (minutes, hours) = (
         settings.immediate_acknowledge_minutes,
         settings.urgent_acknowledge_hours,
     );
-    Ok((computed, monthly(&facts)))
+    Ok(Computed {
+        indicators: indicators(&facts, now, minutes, hours),
+        months: monthly(&facts),
+        breakdowns: dimensions(filter, public)
+            .into_iter()
+            .map(|d| (d, breakdown(&facts, d, now, minutes, hours)))
+            .collect(),
+    })
+}
+
+fn breakdown_table(dimension: Dimension, groups: &[(String, Indicators)], public: bool) -> Table {
+    Table {
+        title: format!("Par {}", dimension.label_fr().to_lowercase()),
+        headers: vec![
+            dimension.label_fr(),
+            "Saisines reçues",
+            "Délai médian jusqu'à l'enregistrement",
+            "Délai médian jusqu'à la décision",
+            "Décision parvenue à l'expéditeur",
+            "Urgentes prises en compte dans le délai",
+        ],
+        rows: groups
+            .iter()
+            .map(|(group, i)| {
+                // A small group's delays and shares could point at one case: hidden with it.
+                let hidden = public && suppress_small(i.received).is_none();
+                let or_hidden = |text: String| if hidden { "—".to_string() } else { text };
+                vec![
+                    group.clone(),
+                    count(i.received, public),
+                    or_hidden(hours(i.to_registration.median_hours)),
+                    or_hidden(hours(i.to_decision.median_hours)),
+                    or_hidden(percent(i.decided_share)),
+                    or_hidden(percent(i.urgent_in_time_share)),
+                ]
+            })
+            .collect(),
+    }
+}
+
+/// Every table of the page, as downloaded.
+fn tables(computed: &Computed, public: bool) -> Vec<Table> {
+    let two =
+        |title: &str, first: &'static str, second: &'static str, rows: Vec<Vec<String>>| Table {
+            title: title.into(),
+            headers: vec![first, second],
+            rows,
+        };
+    let mut all = vec![
+        two(
+            "Indicateurs",
+            "Indicateur",
+            "Valeur",
+            summary_lines(&computed.indicators, public)
+                .into_iter()
+                .map(|l| vec![l.label, l.value])
+                .collect(),
+        ),
+        two(
+            "Saisines reçues par mois",
+            "Mois",
+            "Saisines",
+            computed
+                .months
+                .iter()
+                .map(|(m, n)| vec![m.clone(), count(*n, public)])
+                .collect(),
+        ),
+        two(
+            "Stock par ancienneté",
+            "Ancienneté",
+            "Saisines",
+            BACKLOG_LABELS
+                .iter()
+                .zip(computed.indicators.backlog_by_age)
+                .map(|(label, n)| vec![(*label).to_string(), count(n, public)])
+                .collect(),
+        ),
+        two(
+            "Classements par motif",
+            "Motif",
+            "Classements",
+            computed
+                .indicators
+                .dismissals_by_reason
+                .iter()
+                .map(|(code, n)| vec![code.clone(), count(*n, public)])
+                .collect(),
+        ),
+    ];
+    all.extend(
+        computed
+            .breakdowns
+            .iter()
+            .map(|(d, groups)| breakdown_table(*d, groups, public)),
+    );
+    all
 }
 
 fn scope(user: &SessionUser, period: &Period) -> (StatsFilter, String) {
@@ -225,10 +354,21 @@ fn build_page(
     heading: String,
     public: bool,
     period: &Period,
-    computed: &Indicators,
-    months: &[(String, usize)],
+    everything: &Computed,
 ) -> StatsPage {
+    let computed = &everything.indicators;
+    let months = &everything.months;
     StatsPage {
+        breakdowns: everything
+            .breakdowns
+            .iter()
+            .map(|(d, groups)| breakdown_table(*d, groups, public))
+            .collect(),
+        base: if public {
+            "/statistiques/publiques"
+        } else {
+            "/statistiques"
+        },
         layout,
         heading,
         public,
@@ -262,14 +402,13 @@ async fn page(
     Query(period): Query<Period>,
 ) -> Result<Response, PageError> {
     let (filter, heading) = scope(&user, &period);
-    let (computed, months) = compute(&state, &filter).await?;
+    let computed = compute(&state, &filter, false).await?;
     Ok(render(&build_page(
         Layout::of(&user, "stats"),
         heading,
         false,
         &period,
         &computed,
-        &months,
     )))
 }
 
@@ -278,58 +417,148 @@ async fn public_page(
     MaybeSessionUser(user): MaybeSessionUser,
     Query(period): Query<Period>,
 ) -> Result<Response, PageError> {
-    let filter = StatsFilter {
-        from: day(period.from.as_deref()),
-        to: day(period.to.as_deref()).map(|d| d + chrono::Duration::days(1)),
-        ..Default::default()
-    };
-    let (computed, months) = compute(&state, &filter).await?;
+    let computed = compute(&state, &public_filter(&period), true).await?;
     let page = build_page(
         Layout::maybe(&user, "public-stats"),
         "Info Parquet en chiffres".into(),
         true,
         &period,
         &computed,
-        &months,
     );
     Ok(render(&page))
 }
 
-/// The same tables as CSV (semicolon-separated, as French spreadsheets expect).
+fn public_filter(period: &Period) -> StatsFilter {
+    StatsFilter {
+        from: day(period.from.as_deref()),
+        to: day(period.to.as_deref()).map(|d| d + chrono::Duration::days(1)),
+        ..Default::default()
+    }
+}
+
+/// The tables as CSV (semicolon-separated, as French spreadsheets expect): one line per cell
+/// row, the table's title first.
+fn csv_of(tables: &[Table]) -> String {
+    let quote = |text: &str| format!("\"{}\"", text.replace('"', "\"\""));
+    let mut out = String::from("tableau;libellé;valeur;colonnes suivantes\n");
+    for table in tables {
+        for row in &table.rows {
+            let cells: Vec<String> = row.iter().map(|c| quote(c)).collect();
+            out.push_str(&format!(
+                "{};{}\n",
+                table.title.to_lowercase(),
+                cells.join(";")
+            ));
+        }
+    }
+    out
+}
+
+fn csv_response(tables: &[Table], name: &str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}.csv\""),
+            ),
+        ],
+        csv_of(tables),
+    )
+        .into_response()
+}
+
+/// The tables as an XLSX workbook, one worksheet per table, numbers as numbers.
+fn xlsx_response(tables: &[Table], name: &str) -> Result<Response, PageError> {
+    let mut workbook = rust_xlsxwriter::Workbook::new();
+    let bold = rust_xlsxwriter::Format::new().set_bold();
+    let failed = |e: rust_xlsxwriter::XlsxError| crate::error::AppError::Internal(e.to_string());
+    for table in tables {
+        let sheet = workbook.add_worksheet();
+        // Sheet names: at most 31 characters, none of []:*?/\
+        let name: String = table
+            .title
+            .chars()
+            .filter(|c| !"[]:*?/\\".contains(*c))
+            .take(31)
+            .collect();
+        sheet.set_name(name).map_err(failed)?;
+        for (column, title) in table.headers.iter().enumerate() {
+            let column = u16::try_from(column).unwrap_or(u16::MAX);
+            sheet
+                .write_string_with_format(0, column, *title, &bold)
+                .map_err(failed)?;
+            sheet
+                .set_column_width(column, if column == 0 { 48 } else { 22 })
+                .map_err(failed)?;
+        }
+        for (index, row) in table.rows.iter().enumerate() {
+            let line = u32::try_from(index + 1).unwrap_or(u32::MAX);
+            for (column, cell) in row.iter().enumerate() {
+                let column = u16::try_from(column).unwrap_or(u16::MAX);
+                match cell.parse::<f64>() {
+                    Ok(number) => sheet.write_number(line, column, number),
+                    Err(_) => sheet.write_string(line, column, cell),
+                }
+                .map_err(failed)?;
+            }
+        }
+    }
+    let bytes = workbook.save_to_buffer().map_err(failed)?;
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet".to_string(),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}.xlsx\""),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
 async fn csv(
     State(state): State<AppState>,
     user: SessionUser,
     Query(period): Query<Period>,
 ) -> Result<Response, PageError> {
     let (filter, _) = scope(&user, &period);
-    let (computed, months) = compute(&state, &filter).await?;
-    let quote = |text: &str| format!("\"{}\"", text.replace('"', "\"\""));
-    let mut out = String::from("tableau;libellé;valeur\n");
-    for line in summary_lines(&computed, false) {
-        out.push_str(&format!(
-            "indicateurs;{};{}\n",
-            quote(&line.label),
-            quote(&line.value)
-        ));
-    }
-    for (label, n) in BACKLOG_LABELS.iter().zip(computed.backlog_by_age) {
-        out.push_str(&format!("stock par ancienneté;{};{n}\n", quote(label)));
-    }
-    for (code, n) in &computed.dismissals_by_reason {
-        out.push_str(&format!("classements par motif;{};{n}\n", quote(code)));
-    }
-    for (month, n) in &months {
-        out.push_str(&format!("saisines reçues par mois;{};{n}\n", quote(month)));
-    }
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"indicateurs-info-parquet.csv\"",
-            ),
-        ],
-        out,
-    )
-        .into_response())
+    let computed = compute(&state, &filter, false).await?;
+    Ok(csv_response(
+        &tables(&computed, false),
+        "indicateurs-info-parquet",
+    ))
+}
+
+async fn xlsx(
+    State(state): State<AppState>,
+    user: SessionUser,
+    Query(period): Query<Period>,
+) -> Result<Response, PageError> {
+    let (filter, _) = scope(&user, &period);
+    let computed = compute(&state, &filter, false).await?;
+    xlsx_response(&tables(&computed, false), "indicateurs-info-parquet")
+}
+
+async fn public_csv(
+    State(state): State<AppState>,
+    Query(period): Query<Period>,
+) -> Result<Response, PageError> {
+    let computed = compute(&state, &public_filter(&period), true).await?;
+    Ok(csv_response(
+        &tables(&computed, true),
+        "info-parquet-en-chiffres",
+    ))
+}
+
+async fn public_xlsx(
+    State(state): State<AppState>,
+    Query(period): Query<Period>,
+) -> Result<Response, PageError> {
+    let computed = compute(&state, &public_filter(&period), true).await?;
+    xlsx_response(&tables(&computed, true), "info-parquet-en-chiffres")
 }

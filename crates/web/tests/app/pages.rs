@@ -540,7 +540,8 @@ async fn indicators_pages_scope_figures_and_suppress_small_public_cells() {
     let csv = csv.text().await.expect("csv");
     assert!(
         csv.contains("indicateurs;\"Saisines reçues\";\"7\"")
-            && csv.contains("classements par motif;\"71\";1"),
+            && csv.contains("classements par motif;\"71\";\"1\"")
+            && csv.contains("par type de saisine;"),
         "{csv}"
     );
 
@@ -561,6 +562,71 @@ async fn indicators_pages_scope_figures_and_suppress_small_public_cells() {
         public.contains("<td>Motif 71</td><td>&#60; 5</td>"),
         "small cells suppressed: {public}"
     );
+    assert!(
+        public.contains("<th scope=\"row\">Délit</th><td>7</td>"),
+        "national breakdown by offence nature: {public}"
+    );
+    assert!(
+        !public.contains("DDPP de Loir-et-Cher"),
+        "no administration named in public figures"
+    );
+
+    // The parquet's own breakdowns, and every table as a workbook.
+    let html = app
+        .client
+        .get(app.url("/statistiques"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("stats")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        html.contains("<th scope=\"row\">DDPP de Loir-et-Cher</th><td>7</td>")
+            && html.contains("<th scope=\"row\">Délit</th><td>7</td>"),
+        "{html}"
+    );
+    let workbook = app
+        .client
+        .get(app.url("/statistiques.xlsx"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("xlsx");
+    assert_eq!(
+        workbook.headers()["content-type"],
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    );
+    let bytes = workbook.bytes().await.expect("bytes");
+    let mut archive =
+        zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).expect("xlsx is a zip");
+    let sheets = (0..archive.len())
+        .filter(|i| {
+            archive
+                .by_index(*i)
+                .map(|f| f.name().is_ok_and(|n| n.starts_with("xl/worksheets/sheet")))
+                .unwrap_or(false)
+        })
+        .count();
+    assert_eq!(
+        sheets, 7,
+        "indicators, months, backlog, reasons, kind, nature, administration"
+    );
+    let mut names = String::new();
+    std::io::Read::read_to_string(
+        &mut archive.by_name("xl/workbook.xml").expect("workbook"),
+        &mut names,
+    )
+    .expect("read");
+    assert!(names.contains("name=\"Par administration\""), "{names}");
+    let public_workbook = app
+        .client
+        .get(app.url("/statistiques/publiques.xlsx"))
+        .send()
+        .await
+        .expect("public xlsx");
+    assert_eq!(public_workbook.status(), 200);
 }
 
 #[tokio::test]
