@@ -2,6 +2,7 @@
 
 mod config;
 mod demo;
+mod scale;
 
 use anyhow::{bail, Context};
 use chrono::{Duration, Utc};
@@ -94,6 +95,12 @@ enum Command {
         since: chrono::NaiveDate,
         /// Where to write the packages (created if missing).
         dir: PathBuf,
+    },
+    /// Fill the database with N synthetic referrals (events, parties, offences, search index)
+    /// for performance measurements; see BENCHMARKS.md. Use a build with --release.
+    SeedScale {
+        #[arg(long)]
+        referrals: usize,
     },
     /// The master key that seals attachments at rest.
     Keys {
@@ -733,6 +740,18 @@ async fn main() -> anyhow::Result<()> {
                 ),
                 None => println!("Nothing new to sign."),
             }
+            Ok(())
+        }
+        Command::SeedScale { referrals } => {
+            let store = open_store(&config).await?;
+            let seeded = scale::seed_scale(&store, referrals).await?;
+            println!(
+                "{} synthetic referrals inserted in {:.1} s ({:.0} per second) into {}.",
+                seeded.referrals,
+                seeded.seconds,
+                seeded.referrals as f64 / seeded.seconds.max(0.001),
+                config.database_for_display()
+            );
             Ok(())
         }
         Command::Keys {

@@ -276,6 +276,7 @@ fn demo_twice_then_tokens_users_and_imports_on_sqlite() {
         "{}",
         stdout(&stats)
     );
+    scale_seeding_lands_and_counts(dir.path(), &[]);
     let verify = infoparquet(dir.path(), &["audit", "verify"], &[]);
     assert_success(&verify);
     assert!(
@@ -346,4 +347,27 @@ fn demo_and_migrate_on_postgresql() {
         .last()
         .unwrap_or_default()
         .starts_with("ipk_"));
+    scale_seeding_lands_and_counts(dir.path(), &env);
+}
+
+/// `seed-scale` on either backend: the referrals land (with their children and search
+/// documents, in one transaction per batch) and count in the indicators.
+fn scale_seeding_lands_and_counts(dir: &Path, env: &[(&str, &str)]) {
+    let seeded = infoparquet(dir, &["seed-scale", "--referrals", "1200"], env);
+    assert_success(&seeded);
+    assert!(
+        stdout(&seeded).starts_with("1200 synthetic referrals inserted"),
+        "{}",
+        stdout(&seeded)
+    );
+    let stats = infoparquet(dir, &["stats"], env);
+    assert_success(&stats);
+    let received: usize = stdout(&stats)
+        .lines()
+        .find(|l| l.contains("referrals received"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|n| n.parse().ok())
+        .expect("count");
+    assert!(received >= 1200, "{}", stdout(&stats));
+    assert!(stdout(&stats).contains("Administration d'essai n° "));
 }

@@ -10,8 +10,10 @@ mod models;
 pub mod outbox;
 mod reference;
 mod referrals;
+mod scale;
 mod search;
 mod second_factor;
+pub use scale::ScaleReferral;
 pub use second_factor::TotpState;
 
 pub use audit::{AuditCheckpoint, AuditEntry, AuditInput};

@@ -690,8 +690,8 @@ impl Store {
             let mut q = sqlx::QueryBuilder::<Db>::new(
                 "SELECT r.kind, r.urgency, r.status, r.submitted_at, r.acknowledged_at, r.registered_at, r.decided_at, r.decision, \
                  r.limitation_date, a.name AS administration, p.name AS parquet, \
-                 (SELECT MIN(CASE WHEN LOWER(o.nature) LIKE 'crime%' THEN 1 WHEN LOWER(o.nature) LIKE 'd_lit%' THEN 2 ELSE 3 END) \
-                    FROM referral_offences ro JOIN offences o ON o.code = ro.code WHERE ro.referral_id = r.id) AS gravity \
+                 CAST((SELECT MIN(CASE WHEN LOWER(o.nature) LIKE 'crime%' THEN 1 WHEN LOWER(o.nature) LIKE 'd_lit%' THEN 2 ELSE 3 END) \
+                    FROM referral_offences ro JOIN offences o ON o.code = ro.code WHERE ro.referral_id = r.id) AS BIGINT) AS gravity \
                  FROM referrals r JOIN organisations a ON a.id = r.administration_id LEFT JOIN organisations p ON p.id = r.parquet_id \
                  WHERE r.submitted_at IS NOT NULL",
             );

@@ -58,11 +58,20 @@ impl SearchDialect for sqlx::Sqlite {
         id: Uuid,
         document: &str,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query("DELETE FROM referral_search WHERE referral_id = $1")
-            .bind(id)
+        // The referral's own FTS rowid, created on first use: every step below is by key.
+        let rowid: i64 = sqlx::query_scalar(
+            "INSERT INTO referral_search_rows (referral_id) VALUES ($1) \
+             ON CONFLICT (referral_id) DO UPDATE SET referral_id = excluded.referral_id RETURNING rowid",
+        )
+        .bind(id)
+        .fetch_one(&mut *conn)
+        .await?;
+        sqlx::query("DELETE FROM referral_search WHERE rowid = $1")
+            .bind(rowid)
             .execute(&mut *conn)
             .await?;
-        sqlx::query("INSERT INTO referral_search (referral_id, body) VALUES ($1, $2)")
+        sqlx::query("INSERT INTO referral_search (rowid, referral_id, body) VALUES ($1, $2, $3)")
+            .bind(rowid)
             .bind(id)
             .bind(document)
             .execute(&mut *conn)

@@ -1,0 +1,152 @@
+//! Bulk loading of synthetic referrals for performance work (`infoparquet seed-scale`): many
+//! rows per statement, large transactions, the search index written alongside. Not a path real
+//! data ever takes: real referrals go through the service and its journal.
+
+use crate::search::SearchDialect;
+use crate::{on_pool, Store, StoreResult};
+use chrono::{DateTime, NaiveDate, Utc};
+use uuid::Uuid;
+
+/// One synthetic referral with its children.
+#[derive(Debug, Clone)]
+pub struct ScaleReferral {
+    pub id: Uuid,
+    pub reference: String,
+    pub status: String,
+    pub kind: String,
+    pub urgency: String,
+    pub title: String,
+    pub facts: String,
+    pub commune_insee: String,
+    pub administration_id: Uuid,
+    pub author_id: Uuid,
+    pub parquet_id: Uuid,
+    pub parquet_number: Option<String>,
+    pub limitation_date: Option<NaiveDate>,
+    pub decision: Option<crate::Decision>,
+    pub created_at: DateTime<Utc>,
+    pub submitted_at: DateTime<Utc>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub registered_at: Option<DateTime<Utc>>,
+    pub decided_at: Option<DateTime<Utc>>,
+    pub offence_code: i64,
+    pub party_name: String,
+    pub party_siret: String,
+    pub author_name: String,
+    pub administration_name: String,
+}
+
+/// Rows per INSERT statement: well under both backends' bind-parameter limits.
+const ROWS_PER_STATEMENT: usize = 400;
+
+impl Store {
+    /// Inserts a batch of synthetic referrals (each with two timeline entries, one party, one
+    /// offence and its search document) in one transaction.
+    pub async fn insert_scale_batch(&self, batch: &[ScaleReferral]) -> StoreResult<()> {
+        on_pool!(self, |pool, Db| {
+            let mut tx = pool.begin().await?;
+            for chunk in batch.chunks(ROWS_PER_STATEMENT) {
+                let mut q = sqlx::QueryBuilder::<Db>::new(
+                    "INSERT INTO referrals (id, reference, status, kind, urgency, title, facts, commune_insee, administration_id, \
+                     author_id, parquet_id, competence, parquet_number, limitation_date, decision, verification_code, created_at, \
+                     updated_at, submitted_at, acknowledged_at, registered_at, decided_at) ",
+                );
+                q.push_values(chunk, |mut row, r| {
+                    row.push_bind(r.id)
+                        .push_bind(&r.reference)
+                        .push_bind(&r.status)
+                        .push_bind(&r.kind)
+                        .push_bind(&r.urgency)
+                        .push_bind(&r.title)
+                        .push_bind(&r.facts)
+                        .push_bind(&r.commune_insee)
+                        .push_bind(r.administration_id)
+                        .push_bind(r.author_id)
+                        .push_bind(r.parquet_id)
+                        .push_bind("official")
+                        .push_bind(&r.parquet_number)
+                        .push_bind(r.limitation_date)
+                        .push_bind(r.decision.clone().map(sqlx::types::Json))
+                        .push_bind(format!("S{}", r.id.simple()))
+                        .push_bind(r.created_at)
+                        .push_bind(r.submitted_at)
+                        .push_bind(r.submitted_at)
+                        .push_bind(r.acknowledged_at)
+                        .push_bind(r.registered_at)
+                        .push_bind(r.decided_at);
+                });
+                q.build().execute(&mut *tx).await?;
+
+                let mut q = sqlx::QueryBuilder::<Db>::new(
+                    "INSERT INTO events (id, referral_id, at, type, audience, actor_id, actor_name, actor_role, actor_organisation, summary) ",
+                );
+                q.push_values(
+                    chunk.iter().flat_map(|r| [(r, true), (r, false)]),
+                    |mut row, (r, first)| {
+                        row.push_bind(Uuid::now_v7())
+                            .push_bind(r.id)
+                            .push_bind(if first { r.created_at } else { r.submitted_at })
+                            .push_bind(if first { "created" } else { "submitted" })
+                            .push_bind(if first { "sender" } else { "everyone" })
+                            .push_bind(r.author_id)
+                            .push_bind(&r.author_name)
+                            .push_bind("agent")
+                            .push_bind(&r.administration_name)
+                            .push_bind(if first {
+                                "Brouillon créé".to_string()
+                            } else {
+                                format!("Saisine {} transmise", r.reference)
+                            });
+                    },
+                );
+                q.build().execute(&mut *tx).await?;
+
+                let mut q = sqlx::QueryBuilder::<Db>::new(
+                    "INSERT INTO parties (id, referral_id, position, role, kind, name, siret) ",
+                );
+                q.push_values(chunk, |mut row, r| {
+                    row.push_bind(Uuid::now_v7())
+                        .push_bind(r.id)
+                        .push_bind(0i64)
+                        .push_bind("suspect")
+                        .push_bind("organisation")
+                        .push_bind(&r.party_name)
+                        .push_bind(&r.party_siret);
+                });
+                q.build().execute(&mut *tx).await?;
+
+                let mut q = sqlx::QueryBuilder::<Db>::new(
+                    "INSERT INTO referral_offences (referral_id, code) ",
+                );
+                q.push_values(chunk, |mut row, r| {
+                    row.push_bind(r.id).push_bind(r.offence_code);
+                });
+                q.build().execute(&mut *tx).await?;
+
+                for r in chunk {
+                    let document = domain::text::search_key(&format!(
+                        "{} {} {} {} {}",
+                        r.title,
+                        r.facts,
+                        r.reference,
+                        r.parquet_number.as_deref().unwrap_or_default(),
+                        r.party_name
+                    ));
+                    <Db as SearchDialect>::write_document(&mut *tx, r.id, &document).await?;
+                }
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(())
+        })?;
+        Ok(())
+    }
+
+    /// Refreshes the planner's statistics after a bulk load.
+    pub async fn analyze(&self) -> StoreResult<()> {
+        on_pool!(self, |pool| sqlx::query("ANALYZE")
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Latency benchmark over HTTP against a release build on a seeded database (not part of the
+# tests). Seeds N synthetic referrals (skip with SKIP_SEED=1 to reuse the database), serves,
+# then times requests with curl (time_total: from connect to the last byte) and prints
+# p50 / p95 / p99 per endpoint, with the machine's own reference points.
+# Usage: N=1200000 scripts/bench.sh [DATABASE_URL]   (default: SQLite in a scratch directory)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+binary="$root/target/release/infoparquet"
+[ -x "$binary" ] || { echo "build first: cargo build --release" >&2; exit 1; }
+n=${N:-100000}
+requests=${REQUESTS:-200}
+work=${WORK:-$(mktemp -d)}
+cd "$work"
+export INFOPARQUET__DATABASE_URL=${1:-sqlite:$work/bench.db}
+export INFOPARQUET__API_REQUESTS_PER_MINUTE=100000000
+port=18097
+
+echo "== machine"
+nproc | sed 's/^/cores: /'
+python3 - <<'EOF'
+import hashlib, os, time, tempfile
+data = os.urandom(64 << 20)
+t = time.perf_counter(); hashlib.sha256(data).hexdigest(); dt = time.perf_counter() - t
+print(f"sha256: {64 / dt:.0f} MB/s")
+with tempfile.NamedTemporaryFile(dir=".") as f:
+    t = time.perf_counter()
+    for _ in range(200):
+        f.write(b"x" * 512); f.flush(); os.fsync(f.fileno())
+    dt = time.perf_counter() - t
+print(f"fsync: {200 / dt:.0f} per second")
+EOF
+
+if [ "${SKIP_SEED:-0}" != 1 ]; then
+  echo "== seeding $n referrals into $INFOPARQUET__DATABASE_URL"
+  "$binary" migrate >/dev/null
+  "$binary" seed-scale --referrals "$n"
+fi
+password=mot-de-passe-du-banc-d-essai
+admin_email=bench.admin@essai.infoparquet.fr
+"$binary" users create --email "$admin_email" --name "Administration de la plateforme" --role admin --password "$password" >/dev/null 2>&1 || true
+admin=$("$binary" token create --email "$admin_email" 2>/dev/null | tail -n 1)
+
+start=$(date +%s.%N)
+"$binary" serve --listen 127.0.0.1:$port >serve.log 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
+until curl -fs "http://127.0.0.1:$port/readyz" >/dev/null; do sleep 0.05; done
+echo "cold start to ready: $(python3 -c "print(f'{$(date +%s.%N) - $start:.2f} s')")"
+echo "server RSS idle: $(( $(awk '/VmRSS/ {print $2}' /proc/$server/status) / 1024 )) MB"
+
+# The busiest parquet of the seeded data (the first by name: the seeding favours it), and a
+# clerk of it.
+court=$(curl -s -H "Authorization: Bearer $admin" "http://127.0.0.1:$port/api/v1/reference/parquets" \
+  | python3 -c "import json,sys; print(json.load(sys.stdin)[0]['court_code'])")
+clerk_email=bench.greffe.$court@essai.infoparquet.fr
+"$binary" users create --email "$clerk_email" --name "Greffe d'essai" --role clerk --court-code "$court" >/dev/null 2>&1 || true
+clerk=$("$binary" token create --email "$clerk_email" 2>/dev/null | tail -n 1)
+# A browser session for the pages.
+curl -s -c jar -o /dev/null -d "email=$admin_email&password=$password" "http://127.0.0.1:$port/connexion"
+session=$(awk '$6 == "infoparquet_session" {print $7}' jar)
+
+time_requests() { # label token path…
+  local label=$1 token=$2; shift 2
+  for i in $(seq 1 "$requests"); do
+    local path=${@:$(( (i - 1) % $# + 1 )):1}
+    curl -s -o /dev/null -w '%{http_code} %{time_total}\n' -H "Authorization: Bearer $token" -H "Cookie: infoparquet_session=$session" "http://127.0.0.1:$port$path"
+  done | python3 -c "
+import sys
+rows = [l.split() for l in sys.stdin]
+bad = [r for r in rows if r[0] != '200']
+t = sorted(float(r[1]) * 1000 for r in rows)
+p = lambda q: t[min(len(t) - 1, int(q * len(t)))]
+print(f'$label: n={len(t)} p50={p(0.50):.1f} ms p95={p(0.95):.1f} ms p99={p(0.99):.1f} ms errors={len(bad)}')
+"
+}
+
+echo "== latencies ($requests requests each, one client)"
+time_requests "health (minimal handler)" "$clerk" /healthz
+time_requests "inbox, first page (API list, urgent first)" "$clerk" "/api/v1/referrals?status=submitted&limit=50"
+time_requests "all referrals of the parquet, first page" "$clerk" "/api/v1/referrals?limit=50"
+time_requests "search, one word" "$clerk" "/api/v1/referrals?q=dechets" "/api/v1/referrals?q=fraude" "/api/v1/referrals?q=tromperie"
+time_requests "search, two words" "$clerk" "/api/v1/referrals?q=travail+chantier" "/api/v1/referrals?q=viandes+origine"
+ids=$(curl -s -H "Authorization: Bearer $clerk" "http://127.0.0.1:$port/api/v1/referrals?limit=50" | python3 -c "import json,sys; print(' '.join('/api/v1/referrals/' + i['id'] for i in json.load(sys.stdin)['items']))")
+# shellcheck disable=SC2086
+time_requests "referral (API)" "$clerk" $ids
+requests=20 time_requests "national statistics (admin, all tables as CSV)" "$admin" /statistiques.csv
+echo "server RSS after: $(( $(awk '/VmRSS/ {print $2}' /proc/$server/status) / 1024 )) MB"
