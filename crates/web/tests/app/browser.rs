@@ -574,3 +574,45 @@ async fn every_role_home_and_the_public_pages_pass_axe() {
         browser.pages_checked()
     );
 }
+
+#[tokio::test]
+async fn proconnect_login_and_refusal_pages_pass_axe() {
+    if !crate::proconnect::provider_available() {
+        return;
+    }
+    let Some(mut browser) = Browser::start().await else {
+        return;
+    };
+    let port = crate::proconnect::free_port();
+    let app = TestApp::spawn_with_proconnect(crate::proconnect::settings(&format!(
+        "http://127.0.0.1:{port}"
+    )))
+    .await;
+    let _provider = crate::proconnect::start_provider(
+        port,
+        &app.address,
+        serde_json::json!({
+            "sub": "pc-0002", "given_name": "Alex", "usual_name": "Martin",
+            "email": "alex.martin@mairie-exemple.fr", "uid": "0002", "siret": "21330063500017"
+        }),
+    );
+    browser.goto(&app.url("/connexion")).await;
+    assert!(browser
+        .text()
+        .await
+        .contains("S'identifier avec ProConnect"));
+    // Through the provider and back: the refusal page for a service not registered yet.
+    browser.click("a[href='/connexion/proconnect']").await;
+    for _ in 0..100 {
+        if browser.path().await == web::pages::proconnect::CALLBACK_PATH {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    browser.check_page().await;
+    assert!(browser.text().await.contains("pas encore inscrit"));
+    println!(
+        "ProConnect pages: {} pages checked by axe-core",
+        browser.pages_checked()
+    );
+}

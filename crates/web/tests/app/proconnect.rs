@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 const CLIENT_ID: &str = "infoparquet-test";
 const CLIENT_SECRET: &str = "secret-du-client-de-test-0123456789";
 
-struct Provider {
+pub(crate) struct Provider {
     child: Child,
 }
 
@@ -22,7 +22,7 @@ impl Drop for Provider {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -35,7 +35,7 @@ fn provider_dir() -> PathBuf {
 
 /// Whether the provider can run here; without it the test is skipped with a notice, unless CI
 /// requires every service.
-fn provider_available() -> bool {
+pub(crate) fn provider_available() -> bool {
     let installed = provider_dir().join("node_modules/oidc-provider").is_dir()
         && Command::new("node").arg("--version").output().is_ok();
     if !installed {
@@ -51,7 +51,7 @@ fn provider_available() -> bool {
 }
 
 /// Starts the provider for one account, registering the app's callback and logout return.
-fn start_provider(port: u16, app_url: &str, account: serde_json::Value) -> Provider {
+pub(crate) fn start_provider(port: u16, app_url: &str, account: serde_json::Value) -> Provider {
     let mut child = Command::new("node")
         .current_dir(provider_dir())
         .args([
@@ -101,7 +101,7 @@ fn browser() -> reqwest::Client {
         .expect("client")
 }
 
-fn settings(issuer: &str) -> web::pages::proconnect::ProConnectSettings {
+pub(crate) fn settings(issuer: &str) -> web::pages::proconnect::ProConnectSettings {
     web::pages::proconnect::ProConnectSettings {
         issuer_url: issuer.to_string(),
         client_id: CLIENT_ID.into(),
