@@ -197,14 +197,7 @@ async fn page(
         webhooks,
         events: WEBHOOK_EVENTS.to_vec(),
         revealed,
-        error: error.map(|e| match e {
-            AppError::Invalid(errors) => errors
-                .iter()
-                .map(|f| f.message.clone())
-                .collect::<Vec<_>>()
-                .join(" "),
-            other => other.to_string(),
-        }),
+        error: error.map(AppError::message_fr),
     };
     let status = error
         .map(AppError::status)

@@ -140,25 +140,11 @@ async fn check_code(
         return Ok(Redirect::to("/connexion").into_response());
     };
     let now = state.now();
-    let secret = state.store.totp_state(user.id).await?.secret;
-    let by_app = match secret
-        .as_deref()
-        .and_then(|s| totp::matching_step(s, &form.code, now.timestamp()))
-    {
-        Some(step) => state.store.accept_totp_step(user.id, step).await?,
-        None => false,
-    };
-    let accepted = by_app
-        || state
-            .store
-            .use_recovery_code(user.id, &totp::recovery_hash(&form.code), now)
-            .await?;
-    if accepted {
+    if let Some(factor) = second_factor_accepted(&state, user.id, &form.code).await? {
         state.store.delete_second_factor_challenge(&hash).await?;
-        let how = if by_app {
-            "mot de passe + code TOTP"
-        } else {
-            "mot de passe + code de secours"
+        let how = match factor {
+            Factor::App => "mot de passe + code TOTP",
+            Factor::RecoveryCode => "mot de passe + code de secours",
         };
         let mut response = open_session(&state, &user, how, None).await?;
         if let Ok(expired) =
@@ -191,6 +177,39 @@ async fn check_code(
         error: Some("Code incorrect ou déjà utilisé. Saisissez le code affiché maintenant par votre application, ou un code de secours.".into()),
     };
     Ok((StatusCode::UNAUTHORIZED, render(&page)).into_response())
+}
+
+/// Which proof of the second factor was given.
+enum Factor {
+    App,
+    RecoveryCode,
+}
+
+/// Checks a typed code: the authenticator's code for a time step not used yet, or an unused
+/// recovery code (spent by this check). `None` when neither.
+async fn second_factor_accepted(
+    state: &AppState,
+    user_id: uuid::Uuid,
+    code: &str,
+) -> Result<Option<Factor>, AppError> {
+    let now = state.now();
+    let secret = state.store.totp_state(user_id).await?.secret;
+    if let Some(step) = secret
+        .as_deref()
+        .and_then(|s| totp::matching_step(s, code, now.timestamp()))
+    {
+        if state.store.accept_totp_step(user_id, step).await? {
+            return Ok(Some(Factor::App));
+        }
+    }
+    if state
+        .store
+        .use_recovery_code(user_id, &totp::recovery_hash(code), now)
+        .await?
+    {
+        return Ok(Some(Factor::RecoveryCode));
+    }
+    Ok(None)
 }
 
 async fn security(
@@ -309,20 +328,14 @@ async fn disable(
 ) -> Result<Response, PageError> {
     user.check_csrf(&form.csrf_token)?;
     let id = user.current.user.id;
-    let Some(secret) = state.store.totp_state(id).await?.secret else {
+    if state.store.totp_state(id).await?.secret.is_none() {
         return Ok(Redirect::to("/compte/securite").into_response());
-    };
+    }
     // Switching it off takes the second factor itself, not just an open session.
-    let by_app = match totp::matching_step(&secret, &form.code, state.now().timestamp()) {
-        Some(step) => state.store.accept_totp_step(id, step).await?,
-        None => false,
-    };
-    let allowed = by_app
-        || state
-            .store
-            .use_recovery_code(id, &totp::recovery_hash(&form.code), state.now())
-            .await?;
-    if !allowed {
+    if second_factor_accepted(&state, id, &form.code)
+        .await?
+        .is_none()
+    {
         return security(
             &state,
             &user,

@@ -183,14 +183,7 @@ async fn on_call_page(
         prosecutors,
         contacts: state.store.escalation_contacts(parquet).await?,
         settings: state.store.parquet_settings(parquet).await?,
-        error: error.map(|e| match e {
-            AppError::Invalid(errors) => errors
-                .iter()
-                .map(|f| f.message.clone())
-                .collect::<Vec<_>>()
-                .join(" "),
-            other => other.to_string(),
-        }),
+        error: error.map(AppError::message_fr),
     };
     let status = error
         .map(AppError::status)
