@@ -614,15 +614,14 @@ async fn main() -> anyhow::Result<()> {
             to,
         } => {
             let store = open_store(&config).await?;
+            let month = |d: chrono::NaiveDate| {
+                d.and_hms_opt(12, 0, 0)
+                    .map(|t| domain::stats::month_of(t.and_utc()))
+            };
             let mut filter = store::StatsFilter {
-                from: from
-                    .and_then(|d| d.and_hms_opt(0, 0, 0))
-                    .map(|t| t.and_utc()),
-                to: to
-                    .and_then(|d| d.succ_opt())
-                    .and_then(|d| d.and_hms_opt(0, 0, 0))
-                    .map(|t| t.and_utc()),
-                ..Default::default()
+                scope: domain::stats::Scope::National,
+                from_month: from.and_then(month),
+                to_month: to.and_then(month),
             };
             let mut scope = "whole platform".to_string();
             if let Some(code) = parquet {
@@ -630,7 +629,7 @@ async fn main() -> anyhow::Result<()> {
                     .organisation_by_court_code(&code)
                     .await?
                     .with_context(|| format!("no parquet has court code {code}"))?;
-                filter.parquet_id = Some(organisation.id);
+                filter.scope = domain::stats::Scope::Parquet(organisation.id);
                 scope = organisation.name;
             }
             if let Some(siret) = siret {
@@ -638,11 +637,14 @@ async fn main() -> anyhow::Result<()> {
                     .organisation_by_siret(&siret)
                     .await?
                     .with_context(|| format!("no administration has SIRET {siret}"))?;
-                filter.administration_id = Some(organisation.id);
+                filter.scope = domain::stats::Scope::Administration(organisation.id);
                 scope = organisation.name;
             }
-            let facts = store.referral_facts(&filter).await?;
-            let i = domain::stats::indicators(&facts, Utc::now(), 60, 24);
+            // Count what the worker may not have counted yet.
+            store.refresh_stats().await?;
+            let cells = store.stats_cells(&filter).await?;
+            let open = store.open_referrals(&filter, Utc::now()).await?;
+            let i = domain::stats::indicators(&cells, open);
             let hours =
                 |h: Option<f64>| h.map(|h| format!("{h:.1} h")).unwrap_or_else(|| "-".into());
             let percent = |v: Option<f64>| {
@@ -697,8 +699,25 @@ async fn main() -> anyhow::Result<()> {
                 domain::stats::Dimension::Parquet,
                 domain::stats::Dimension::Administration,
             ] {
+                let groups = domain::stats::breakdown(&cells, dimension);
+                if groups.is_empty() {
+                    continue;
+                }
+                let ids: Vec<Uuid> = groups.iter().filter_map(|(v, _)| v.parse().ok()).collect();
+                let names = store.organisation_names(&ids).await?;
                 println!("By {}:", dimension.label_fr().to_lowercase());
-                for (group, g) in domain::stats::breakdown(&facts, dimension, Utc::now(), 60, 24) {
+                for (value, g) in groups {
+                    let group = match dimension {
+                        domain::stats::Dimension::Kind => domain::stats::kind_label(&value),
+                        domain::stats::Dimension::OffenceNature => {
+                            domain::stats::offence_nature_label(&value).to_string()
+                        }
+                        _ => value
+                            .parse()
+                            .ok()
+                            .and_then(|id: Uuid| names.get(&id).cloned())
+                            .unwrap_or(value),
+                    };
                     println!(
                         "  {group:<40} received {:>6}  registration median {:>8}  decided {:>5}",
                         g.received,
@@ -751,6 +770,10 @@ async fn main() -> anyhow::Result<()> {
                 seeded.seconds,
                 seeded.referrals as f64 / seeded.seconds.max(0.001),
                 config.database_for_display()
+            );
+            println!(
+                "Indicators' monthly cells built in {:.1} s.",
+                seeded.stats_seconds
             );
             Ok(())
         }

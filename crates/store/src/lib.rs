@@ -13,6 +13,7 @@ mod referrals;
 mod scale;
 mod search;
 mod second_factor;
+mod stats;
 pub use scale::ScaleReferral;
 pub use second_factor::TotpState;
 
@@ -27,8 +28,8 @@ pub use reference::{
     decode_legacy_text, parquet_id_for_court, parse_offences, CompetenceImportError, ImportFailure,
     ReferenceCounts,
 };
-pub use referrals::StatsFilter;
 pub use sqlx::types::Json;
+pub use stats::StatsFilter;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};

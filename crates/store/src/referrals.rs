@@ -76,6 +76,7 @@ macro_rules! write_event {
         .execute(&mut *$tx)
         .await?;
         $crate::integrations::enqueue_webhooks!($tx, $id, $at, $event);
+        $crate::stats::queue_stats_change!($tx, $id);
         let audit = $crate::audit::AuditInput {
             at: $at,
             actor: $actor.clone(),
@@ -652,80 +653,5 @@ impl Store {
             .bind(administration_id)
             .fetch_all(pool)
             .await)?)
-    }
-}
-
-/// Which sent referrals the indicators cover.
-#[derive(Debug, Clone, Default)]
-pub struct StatsFilter {
-    pub parquet_id: Option<Uuid>,
-    pub administration_id: Option<Uuid>,
-    pub from: Option<DateTime<Utc>>,
-    pub to: Option<DateTime<Utc>>,
-}
-
-#[derive(sqlx::FromRow)]
-struct FactsRow {
-    kind: String,
-    gravity: Option<i64>,
-    administration: String,
-    parquet: Option<String>,
-    urgency: String,
-    status: String,
-    submitted_at: DateTime<Utc>,
-    acknowledged_at: Option<DateTime<Utc>>,
-    registered_at: Option<DateTime<Utc>>,
-    decided_at: Option<DateTime<Utc>>,
-    decision: Option<Json<crate::Decision>>,
-    limitation_date: Option<chrono::NaiveDate>,
-}
-
-impl Store {
-    /// The facts the indicators are computed from, for sent referrals within the filter.
-    pub async fn referral_facts(
-        &self,
-        filter: &StatsFilter,
-    ) -> StoreResult<Vec<domain::stats::ReferralFacts>> {
-        let rows: Vec<FactsRow> = on_pool!(self, |pool, Db| {
-            let mut q = sqlx::QueryBuilder::<Db>::new(
-                "SELECT r.kind, r.urgency, r.status, r.submitted_at, r.acknowledged_at, r.registered_at, r.decided_at, r.decision, \
-                 r.limitation_date, a.name AS administration, p.name AS parquet, \
-                 CAST((SELECT MIN(CASE WHEN LOWER(o.nature) LIKE 'crime%' THEN 1 WHEN LOWER(o.nature) LIKE 'd_lit%' THEN 2 ELSE 3 END) \
-                    FROM referral_offences ro JOIN offences o ON o.code = ro.code WHERE ro.referral_id = r.id) AS BIGINT) AS gravity \
-                 FROM referrals r JOIN organisations a ON a.id = r.administration_id LEFT JOIN organisations p ON p.id = r.parquet_id \
-                 WHERE r.submitted_at IS NOT NULL",
-            );
-            if let Some(id) = filter.parquet_id {
-                q.push(" AND r.parquet_id = ").push_bind(id);
-            }
-            if let Some(id) = filter.administration_id {
-                q.push(" AND r.administration_id = ").push_bind(id);
-            }
-            if let Some(from) = filter.from {
-                q.push(" AND r.submitted_at >= ").push_bind(from);
-            }
-            if let Some(to) = filter.to {
-                q.push(" AND r.submitted_at < ").push_bind(to);
-            }
-            q.build_query_as().fetch_all(pool).await
-        })?;
-        Ok(rows
-            .into_iter()
-            .map(|r| domain::stats::ReferralFacts {
-                kind: r.kind,
-                gravity: r.gravity,
-                administration: r.administration,
-                parquet: r.parquet.unwrap_or_default(),
-                urgency: r.urgency,
-                status: r.status,
-                submitted_at: r.submitted_at,
-                acknowledged_at: r.acknowledged_at,
-                registered_at: r.registered_at,
-                decided_at: r.decided_at,
-                decision_kind: r.decision.as_ref().map(|d| d.0.kind.clone()),
-                reason_code: r.decision.and_then(|d| d.0.reason_code),
-                limitation_date: r.limitation_date,
-            })
-            .collect())
     }
 }

@@ -169,6 +169,7 @@ conformance!(
     messages_separate_internal_notes,
     journal_chain_catches_alteration_deletion_and_reordering,
     full_text_search_finds_words_stems_parties_and_references,
+    indicators_cells_follow_every_change,
 );
 
 async fn full_text_search_finds_words_stems_parties_and_references(store: Store) {
@@ -1176,4 +1177,215 @@ async fn journal_chain_catches_alteration_deletion_and_reordering(store: Store) 
         w.store.verify_audit_chain().await.expect("verify"),
         Err(ChainFault::Missing { after: 3, found: 5 })
     );
+}
+
+/// Sends a referral at `at` (its content from `content`, with the given urgency and limitation
+/// date) and returns its id.
+async fn sent_at(
+    w: &World,
+    title: &str,
+    urgency: &str,
+    limitation: Option<NaiveDate>,
+    at: DateTime<Utc>,
+) -> Uuid {
+    let id = Uuid::now_v7();
+    let mut draft = content(title, Some(w.parquet.id));
+    draft.urgency = urgency.into();
+    draft.limitation_date = limitation;
+    w.store
+        .create_referral(
+            id,
+            w.administration.id,
+            w.agent.id,
+            "draft",
+            &draft,
+            at,
+            &actor(&w.agent),
+            &event("created"),
+        )
+        .await
+        .expect("create");
+    let submit = ReferralUpdate {
+        status: Some("submitted".into()),
+        submitted_at: Some(at),
+        ..Default::default()
+    };
+    assert!(w
+        .store
+        .apply_update(
+            id,
+            "draft",
+            &submit,
+            at,
+            &actor(&w.agent),
+            &event("submitted")
+        )
+        .await
+        .expect("submit"));
+    id
+}
+
+async fn moved(w: &World, id: Uuid, from: &str, update: ReferralUpdate, at: DateTime<Utc>) {
+    assert!(w
+        .store
+        .apply_update(id, from, &update, at, &actor(&w.agent), &event("moved"))
+        .await
+        .expect("update"));
+}
+
+async fn indicators_cells_follow_every_change(store: Store) {
+    use domain::stats::{indicators, Scope};
+    let w = world(store).await;
+    let t0 = DateTime::parse_from_rfc3339("2026-03-10T10:00:00Z")
+        .expect("instant")
+        .with_timezone(&Utc);
+    let urgent = sent_at(&w, "Urgent", "urgent", None, t0).await;
+    let limitation = (t0 + Duration::days(100)).date_naive();
+    let open = sent_at(
+        &w,
+        "Ouvert",
+        "normal",
+        Some(limitation),
+        t0 + Duration::hours(1),
+    )
+    .await;
+    let april = sent_at(&w, "Avril", "normal", None, t0 + Duration::days(30)).await;
+    moved(
+        &w,
+        urgent,
+        "submitted",
+        ReferralUpdate {
+            status: Some("acknowledged".into()),
+            acknowledged_at: Some(t0 + Duration::hours(2)),
+            ..Default::default()
+        },
+        t0 + Duration::hours(2),
+    )
+    .await;
+    moved(
+        &w,
+        urgent,
+        "acknowledged",
+        ReferralUpdate {
+            status: Some("registered".into()),
+            registered_at: Some(t0 + Duration::hours(24)),
+            ..Default::default()
+        },
+        t0 + Duration::hours(24),
+    )
+    .await;
+    let dismissal = Decision {
+        kind: "dismissal".into(),
+        reason_code: Some("21".into()),
+        measure: None,
+        mode: None,
+        comment: None,
+        hearing_date: None,
+        decided_at: t0 + Duration::days(10),
+    };
+    moved(
+        &w,
+        urgent,
+        "registered",
+        ReferralUpdate {
+            status: Some("dismissed".into()),
+            decided_at: Some(t0 + Duration::days(10)),
+            decision: Some(dismissal.clone()),
+            ..Default::default()
+        },
+        t0 + Duration::days(10),
+    )
+    .await;
+
+    assert!(w.store.pending_stats_changes().await.expect("pending") > 0);
+    assert_eq!(
+        w.store.refresh_stats().await.expect("refresh"),
+        2,
+        "March and April"
+    );
+    assert_eq!(w.store.pending_stats_changes().await.expect("pending"), 0);
+    assert_eq!(
+        w.store.refresh_stats().await.expect("again"),
+        0,
+        "nothing left"
+    );
+
+    let march = |scope| StatsFilter {
+        scope,
+        from_month: Some(202603),
+        to_month: Some(202603),
+    };
+    let now = t0 + Duration::days(40);
+    let figures = |filter: StatsFilter| {
+        let store = w.store.clone();
+        async move {
+            let cells = store.stats_cells(&filter).await.expect("cells");
+            let open = store.open_referrals(&filter, now).await.expect("open");
+            indicators(&cells, open)
+        }
+    };
+    let national = figures(march(Scope::National)).await;
+    assert_eq!(national.received, 2);
+    assert_eq!((national.urgent, national.urgent_in_time), (1, 1));
+    assert_eq!((national.decided, national.decided_share), (1, Some(0.5)));
+    assert_eq!(national.dismissals_by_reason, vec![("21".to_string(), 1)]);
+    let hours = |h: Option<f64>| h.map(|h| (h * 10.0).round() / 10.0);
+    assert_eq!(hours(national.to_acknowledgement.median_hours), Some(2.0));
+    assert_eq!(hours(national.to_registration.median_hours), Some(24.0));
+    assert_eq!(national.to_decision.count, 1);
+    assert_eq!(
+        national.backlog_by_age,
+        [0, 1, 0, 0, 0],
+        "the open March referral is 40 days old (April's is in another month)"
+    );
+    assert_eq!(national.nearing_limitation, 1);
+    assert_eq!(
+        figures(march(Scope::Parquet(w.parquet.id))).await.received,
+        2
+    );
+    assert_eq!(
+        figures(march(Scope::Parquet(w.other_parquet.id)))
+            .await
+            .received,
+        0
+    );
+    assert_eq!(
+        figures(march(Scope::Administration(w.administration.id)))
+            .await
+            .received,
+        2
+    );
+    let everything = figures(StatsFilter {
+        scope: Scope::National,
+        from_month: None,
+        to_month: None,
+    })
+    .await;
+    assert_eq!(everything.received, 3);
+    assert_eq!(everything.backlog_by_age, [1, 1, 0, 0, 0]);
+
+    // A later change in March is counted at the next refresh; April is left alone.
+    moved(
+        &w,
+        open,
+        "submitted",
+        ReferralUpdate {
+            status: Some("prosecuted".into()),
+            decided_at: Some(now),
+            decision: Some(Decision {
+                kind: "prosecution".into(),
+                reason_code: None,
+                ..dismissal
+            }),
+            ..Default::default()
+        },
+        now,
+    )
+    .await;
+    assert_eq!(w.store.refresh_stats().await.expect("refresh"), 1);
+    let national = figures(march(Scope::National)).await;
+    assert_eq!((national.decided, national.dismissal_rate), (2, Some(0.5)));
+    assert_eq!(national.backlog_by_age, [0; 5]);
+    assert_eq!(national.nearing_limitation, 0);
+    let _ = april;
 }

@@ -225,7 +225,8 @@ pub async fn remind_undecided(state: &AppState) -> Result<usize, store::StoreErr
     Ok(reminded)
 }
 
-/// The worker loop: e-mails and escalations, every few seconds, until `shutdown`.
+/// The worker loop: e-mails, escalations, webhooks and the indicators' cells, every few
+/// seconds, until `shutdown`.
 pub async fn run_worker(
     state: AppState,
     mailer: Option<Mailer>,
@@ -255,6 +256,9 @@ pub async fn run_worker(
             if let Err(error) = crate::webhooks::deliver_due_webhooks(&state, client).await {
                 tracing::warn!(%error, "webhook round failed; will retry");
             }
+        }
+        if let Err(error) = state.store.refresh_stats().await {
+            tracing::warn!(%error, "indicators refresh failed; will retry");
         }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}

@@ -1,6 +1,8 @@
 //! Impact indicators: each organisation sees its own figures, platform administrators the
 //! national view, and the public national aggregates with small cells suppressed. Every chart
 //! is an accessible SVG with its data table beside it; every table downloads as CSV and XLSX.
+//! Figures are merged from monthly cells (`domain::stats`), so a page reads a few thousand
+//! small rows whatever the number of referrals; the period is chosen by month.
 
 use super::{render, Layout};
 use crate::auth::{MaybeSessionUser, SessionUser};
@@ -12,9 +14,11 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use chrono::{Datelike, NaiveDate, Utc};
-use chrono_tz::Europe::Paris;
-use domain::stats::{breakdown, indicators, suppress_small, Dimension, Indicators, BACKLOG_LABELS};
+use chrono::NaiveDate;
+use domain::stats::{
+    breakdown, by_month, indicators, kind_label, month_label, month_of, offence_nature_label,
+    suppress_small, Dimension, Indicators, Scope, BACKLOG_LABELS,
+};
 use domain::Role;
 use serde::Deserialize;
 use store::StatsFilter;
@@ -36,17 +40,67 @@ pub struct Table {
     pub rows: Vec<Vec<String>>,
 }
 
+/// The period asked for, as months ("2026-03"; a full date is taken for its month). Absent,
+/// the last twelve months; left empty, no bound.
 #[derive(Deserialize, Default)]
 pub struct Period {
     from: Option<String>,
     to: Option<String>,
 }
 
-fn day(text: Option<&str>) -> Option<chrono::DateTime<Utc>> {
-    NaiveDate::parse_from_str(text?.trim(), "%Y-%m-%d")
-        .ok()?
-        .and_hms_opt(0, 0, 0)
-        .map(|t| t.and_utc())
+/// A month typed by the user: `Ok(None)` when empty, `Err` when it is not a month.
+fn month_field(text: Option<&str>) -> Result<Option<i32>, ()> {
+    let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    let day = NaiveDate::parse_from_str(&format!("{text}-01"), "%Y-%m-%d")
+        .or_else(|_| NaiveDate::parse_from_str(text, "%Y-%m-%d"))
+        .map_err(|_| ())?;
+    Ok(Some(month_of(
+        day.and_hms_opt(12, 0, 0).ok_or(())?.and_utc(),
+    )))
+}
+
+/// The months a period covers, what the form shows back, and a French error for a field that
+/// is not a month (then that bound is left open).
+struct Months {
+    from: Option<i32>,
+    to: Option<i32>,
+    error: Option<String>,
+}
+
+impl Period {
+    fn months(&self, now: chrono::DateTime<chrono::Utc>) -> Months {
+        let mut error = None;
+        let mut read = |text: Option<&str>, what: &str| {
+            month_field(text).unwrap_or_else(|()| {
+                error = Some(format!(
+                    "Le mois « {what} » n'est pas un mois valide : indiquez-le sous la forme AAAA-MM (par exemple 2026-03)."
+                ));
+                None
+            })
+        };
+        let from = match &self.from {
+            // By default, the last twelve months.
+            None if self.to.is_none() => {
+                let current = month_of(now);
+                Some(if current % 100 == 12 {
+                    current - 11
+                } else {
+                    current - 100 + 1
+                })
+            }
+            other => read(other.as_deref(), "depuis"),
+        };
+        let to = read(self.to.as_deref(), "jusqu'à");
+        Months { from, to, error }
+    }
+}
+
+fn month_input(month: Option<i32>) -> String {
+    month
+        .map(|m| format!("{}-{:02}", m / 100, m % 100))
+        .unwrap_or_default()
 }
 
 /// One line of a table: label and value (already formatted).
@@ -71,10 +125,14 @@ struct StatsPage {
     public: bool,
     from: String,
     to: String,
+    period_error: Option<String>,
+    /// Changes not yet counted (the worker counts them within seconds).
+    pending: bool,
     summary: Vec<Line>,
     backlog: Vec<Line>,
     reasons: Vec<Line>,
     bars: Vec<Bar>,
+    chart_width: usize,
     chart_height: usize,
     breakdowns: Vec<Table>,
     /// Where the downloads are ("/statistiques" or "/statistiques/publiques").
@@ -155,39 +213,31 @@ fn summary_lines(i: &Indicators, public: bool) -> Vec<Line> {
     ]
 }
 
-/// Received referrals per month (Paris time), oldest first.
-fn monthly(facts: &[domain::stats::ReferralFacts]) -> Vec<(String, usize)> {
-    let mut months: std::collections::BTreeMap<(i32, u32), usize> =
-        std::collections::BTreeMap::new();
-    for f in facts {
-        let local = f.submitted_at.with_timezone(&Paris);
-        *months.entry((local.year(), local.month())).or_default() += 1;
-    }
-    months
-        .into_iter()
-        .map(|((y, m), n)| (format!("{m:02}/{y}"), n))
-        .collect()
-}
-
 const CHART_HEIGHT: usize = 160;
+const BAR_STEP: usize = 44;
 
-fn bars(months: &[(String, usize)], public: bool) -> Vec<Bar> {
-    let max = months.iter().map(|(_, n)| *n).max().unwrap_or(1).max(1);
+fn bars(months: &[(String, Indicators)], public: bool) -> Vec<Bar> {
+    let max = months
+        .iter()
+        .map(|(_, i)| i.received)
+        .max()
+        .unwrap_or(1)
+        .max(1);
     months
         .iter()
         .enumerate()
-        .map(|(index, (label, n))| {
+        .map(|(index, (label, i))| {
             // A suppressed cell is drawn as empty.
             let shown = if public {
-                suppress_small(*n).unwrap_or(0)
+                suppress_small(i.received).unwrap_or(0)
             } else {
-                *n
+                i.received
             };
             let height = shown * CHART_HEIGHT / max;
             Bar {
                 label: label.clone(),
                 count: shown,
-                x: 10 + index * 44,
+                x: 10 + index * BAR_STEP,
                 y: CHART_HEIGHT + 10 - height,
                 height,
             }
@@ -198,18 +248,20 @@ fn bars(months: &[(String, usize)], public: bool) -> Vec<Bar> {
 /// Everything the page and its downloads show.
 struct Computed {
     indicators: Indicators,
-    months: Vec<(String, usize)>,
+    /// By month ("03/2026"), oldest first.
+    months: Vec<(String, Indicators)>,
+    /// Each breakdown's groups, labelled.
     breakdowns: Vec<(Dimension, Vec<(String, Indicators)>)>,
 }
 
 /// The breakdowns that make sense for a scope: an administration compares its parquets, a
 /// parquet its administrations; everyone sees kinds and offence natures.
-fn dimensions(filter: &StatsFilter, public: bool) -> Vec<Dimension> {
+fn dimensions(scope: Scope, public: bool) -> Vec<Dimension> {
     let mut dimensions = vec![Dimension::Kind, Dimension::OffenceNature];
-    if !public && filter.parquet_id.is_none() {
+    if !public && !matches!(scope, Scope::Parquet(_)) {
         dimensions.push(Dimension::Parquet);
     }
-    if !public && filter.administration_id.is_none() {
+    if !public && !matches!(scope, Scope::Administration(_)) {
         dimensions.push(Dimension::Administration);
     }
     dimensions
@@ -220,31 +272,61 @@ async fn compute(
     filter: &StatsFilter,
     public: bool,
 ) -> Result<Computed, PageError> {
-    let facts = state.store.referral_facts(filter).await?;
-    let settings = match filter.parquet_id {
-        Some(parquet) => state.store.parquet_settings(parquet).await?,
-        None => store::ParquetSettings::default(),
-    };
-    let now = state.now();
-    let (minutes, hours) = (
-        settings.immediate_acknowledge_minutes,
-        settings.urgent_acknowledge_hours,
-    );
+    let cells = state.store.stats_cells(filter).await?;
+    let open = state.store.open_referrals(filter, state.now()).await?;
+    let mut breakdowns = Vec::new();
+    for dimension in dimensions(filter.scope, public) {
+        let groups = breakdown(&cells, dimension);
+        let labelled = match dimension {
+            Dimension::Kind => groups
+                .into_iter()
+                .map(|(code, i)| (kind_label(&code), i))
+                .collect(),
+            Dimension::OffenceNature => groups
+                .into_iter()
+                .map(|(code, i)| (offence_nature_label(&code).to_string(), i))
+                .collect(),
+            Dimension::Parquet | Dimension::Administration => {
+                let ids: Vec<uuid::Uuid> = groups
+                    .iter()
+                    .filter_map(|(id, _)| id.parse().ok())
+                    .collect();
+                let names = state.store.organisation_names(&ids).await?;
+                groups
+                    .into_iter()
+                    .map(|(id, i)| {
+                        let name = id
+                            .parse()
+                            .ok()
+                            .and_then(|id| names.get(&id).cloned())
+                            .unwrap_or_else(|| "Organisation inconnue".into());
+                        (name, i)
+                    })
+                    .collect()
+            }
+        };
+        breakdowns.push((dimension, labelled));
+    }
     Ok(Computed {
-        indicators: indicators(&facts, now, minutes, hours),
-        months: monthly(&facts),
-        breakdowns: dimensions(filter, public)
+        indicators: indicators(&cells, open),
+        months: by_month(&cells)
             .into_iter()
-            .map(|d| (d, breakdown(&facts, d, now, minutes, hours)))
+            .map(|(month, i)| (month_label(month), i))
             .collect(),
+        breakdowns,
     })
 }
 
-fn breakdown_table(dimension: Dimension, groups: &[(String, Indicators)], public: bool) -> Table {
+fn indicators_table(
+    title: String,
+    first: &'static str,
+    groups: &[(String, Indicators)],
+    public: bool,
+) -> Table {
     Table {
-        title: format!("Par {}", dimension.label_fr().to_lowercase()),
+        title,
         headers: vec![
-            dimension.label_fr(),
+            first,
             "Saisines reçues",
             "Délai médian jusqu'à l'enregistrement",
             "Délai médian jusqu'à la décision",
@@ -270,6 +352,25 @@ fn breakdown_table(dimension: Dimension, groups: &[(String, Indicators)], public
     }
 }
 
+/// The tables shown under the chart: by month, then each breakdown.
+fn breakdown_tables(computed: &Computed, public: bool) -> Vec<Table> {
+    let mut tables = vec![indicators_table(
+        "Par mois".into(),
+        "Mois d'envoi",
+        &computed.months,
+        public,
+    )];
+    tables.extend(computed.breakdowns.iter().map(|(d, groups)| {
+        indicators_table(
+            format!("Par {}", d.label_fr().to_lowercase()),
+            d.label_fr(),
+            groups,
+            public,
+        )
+    }));
+    tables
+}
+
 /// Every table of the page, as downloaded.
 fn tables(computed: &Computed, public: bool) -> Vec<Table> {
     let two =
@@ -286,16 +387,6 @@ fn tables(computed: &Computed, public: bool) -> Vec<Table> {
             summary_lines(&computed.indicators, public)
                 .into_iter()
                 .map(|l| vec![l.label, l.value])
-                .collect(),
-        ),
-        two(
-            "Saisines reçues par mois",
-            "Mois",
-            "Saisines",
-            computed
-                .months
-                .iter()
-                .map(|(m, n)| vec![m.clone(), count(*n, public)])
                 .collect(),
         ),
         two(
@@ -320,60 +411,54 @@ fn tables(computed: &Computed, public: bool) -> Vec<Table> {
                 .collect(),
         ),
     ];
-    all.extend(
-        computed
-            .breakdowns
-            .iter()
-            .map(|(d, groups)| breakdown_table(*d, groups, public)),
-    );
+    all.extend(breakdown_tables(computed, public));
     all
 }
 
-fn scope(user: &SessionUser, period: &Period) -> (StatsFilter, String) {
-    let mut filter = StatsFilter {
-        from: day(period.from.as_deref()),
-        to: day(period.to.as_deref()).map(|d| d + chrono::Duration::days(1)),
-        ..Default::default()
-    };
-    let heading = match user.current.role {
-        Role::Agent | Role::Referent => {
-            filter.administration_id = Some(user.current.organisation.id);
-            format!("Indicateurs — {}", user.current.organisation.name)
-        }
-        Role::Clerk | Role::Prosecutor => {
-            filter.parquet_id = Some(user.current.organisation.id);
-            format!("Indicateurs — {}", user.current.organisation.name)
-        }
-        Role::Admin => "Indicateurs nationaux".to_string(),
-    };
-    (filter, heading)
+/// Whose figures a signed-in user sees, and the page's heading.
+fn scope_of(user: &SessionUser) -> (Scope, String) {
+    let own = format!("Indicateurs — {}", user.current.organisation.name);
+    match user.current.role {
+        Role::Agent | Role::Referent => (Scope::Administration(user.current.organisation.id), own),
+        Role::Clerk | Role::Prosecutor => (Scope::Parquet(user.current.organisation.id), own),
+        Role::Admin => (Scope::National, "Indicateurs nationaux".to_string()),
+    }
 }
 
-fn build_page(
+fn filter_of(scope: Scope, months: &Months) -> StatsFilter {
+    StatsFilter {
+        scope,
+        from_month: months.from,
+        to_month: months.to,
+    }
+}
+
+struct Shown {
     layout: Layout,
     heading: String,
     public: bool,
-    period: &Period,
-    everything: &Computed,
-) -> StatsPage {
+    months: Months,
+    pending: bool,
+}
+
+fn build_page(shown: Shown, everything: &Computed) -> StatsPage {
     let computed = &everything.indicators;
-    let months = &everything.months;
+    let public = shown.public;
+    let bars = bars(&everything.months, public);
     StatsPage {
-        breakdowns: everything
-            .breakdowns
-            .iter()
-            .map(|(d, groups)| breakdown_table(*d, groups, public))
-            .collect(),
+        breakdowns: breakdown_tables(everything, public),
         base: if public {
             "/statistiques/publiques"
         } else {
             "/statistiques"
         },
-        layout,
-        heading,
+        layout: shown.layout,
+        heading: shown.heading,
         public,
-        from: period.from.clone().unwrap_or_default(),
-        to: period.to.clone().unwrap_or_default(),
+        from: month_input(shown.months.from),
+        to: month_input(shown.months.to),
+        period_error: shown.months.error,
+        pending: shown.pending,
         summary: summary_lines(computed, public),
         backlog: BACKLOG_LABELS
             .iter()
@@ -391,7 +476,8 @@ fn build_page(
                 value: count(*n, public),
             })
             .collect(),
-        bars: bars(months, public),
+        chart_width: bars.len() * BAR_STEP + 20,
+        bars,
         chart_height: CHART_HEIGHT + 40,
     }
 }
@@ -401,15 +487,18 @@ async fn page(
     user: SessionUser,
     Query(period): Query<Period>,
 ) -> Result<Response, PageError> {
-    let (filter, heading) = scope(&user, &period);
-    let computed = compute(&state, &filter, false).await?;
-    Ok(render(&build_page(
-        Layout::of(&user, "stats"),
+    let (scope, heading) = scope_of(&user);
+    let months = period.months(state.now());
+    let computed = compute(&state, &filter_of(scope, &months), false).await?;
+    let pending = state.store.pending_stats_changes().await? > 0;
+    let shown = Shown {
+        layout: Layout::of(&user, "stats"),
         heading,
-        false,
-        &period,
-        &computed,
-    )))
+        public: false,
+        months,
+        pending,
+    };
+    Ok(render(&build_page(shown, &computed)))
 }
 
 async fn public_page(
@@ -417,23 +506,17 @@ async fn public_page(
     MaybeSessionUser(user): MaybeSessionUser,
     Query(period): Query<Period>,
 ) -> Result<Response, PageError> {
-    let computed = compute(&state, &public_filter(&period), true).await?;
-    let page = build_page(
-        Layout::maybe(&user, "public-stats"),
-        "Info Parquet en chiffres".into(),
-        true,
-        &period,
-        &computed,
-    );
-    Ok(render(&page))
-}
-
-fn public_filter(period: &Period) -> StatsFilter {
-    StatsFilter {
-        from: day(period.from.as_deref()),
-        to: day(period.to.as_deref()).map(|d| d + chrono::Duration::days(1)),
-        ..Default::default()
-    }
+    let months = period.months(state.now());
+    let computed = compute(&state, &filter_of(Scope::National, &months), true).await?;
+    let pending = state.store.pending_stats_changes().await? > 0;
+    let shown = Shown {
+        layout: Layout::maybe(&user, "public-stats"),
+        heading: "Info Parquet en chiffres".into(),
+        public: true,
+        months,
+        pending,
+    };
+    Ok(render(&build_page(shown, &computed)))
 }
 
 /// The tables as CSV (semicolon-separated, as French spreadsheets expect): one line per cell
@@ -526,7 +609,7 @@ async fn csv(
     user: SessionUser,
     Query(period): Query<Period>,
 ) -> Result<Response, PageError> {
-    let (filter, _) = scope(&user, &period);
+    let filter = filter_of(scope_of(&user).0, &period.months(state.now()));
     let computed = compute(&state, &filter, false).await?;
     Ok(csv_response(
         &tables(&computed, false),
@@ -539,7 +622,7 @@ async fn xlsx(
     user: SessionUser,
     Query(period): Query<Period>,
 ) -> Result<Response, PageError> {
-    let (filter, _) = scope(&user, &period);
+    let filter = filter_of(scope_of(&user).0, &period.months(state.now()));
     let computed = compute(&state, &filter, false).await?;
     xlsx_response(&tables(&computed, false), "indicateurs-info-parquet")
 }
@@ -548,7 +631,8 @@ async fn public_csv(
     State(state): State<AppState>,
     Query(period): Query<Period>,
 ) -> Result<Response, PageError> {
-    let computed = compute(&state, &public_filter(&period), true).await?;
+    let filter = filter_of(Scope::National, &period.months(state.now()));
+    let computed = compute(&state, &filter, true).await?;
     Ok(csv_response(
         &tables(&computed, true),
         "info-parquet-en-chiffres",
@@ -559,6 +643,50 @@ async fn public_xlsx(
     State(state): State<AppState>,
     Query(period): Query<Period>,
 ) -> Result<Response, PageError> {
-    let computed = compute(&state, &public_filter(&period), true).await?;
+    let filter = filter_of(Scope::National, &period.months(state.now()));
+    let computed = compute(&state, &filter, true).await?;
     xlsx_response(&tables(&computed, true), "info-parquet-en-chiffres")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn periods_are_read_as_months() {
+        let now = chrono::Utc
+            .with_ymd_and_hms(2026, 11, 29, 12, 0, 0)
+            .single()
+            .expect("instant");
+        let default = Period::default().months(now);
+        assert_eq!((default.from, default.to), (Some(202512), None));
+        let december = chrono::Utc
+            .with_ymd_and_hms(2026, 12, 15, 12, 0, 0)
+            .single()
+            .expect("instant");
+        assert_eq!(Period::default().months(december).from, Some(202601));
+        let asked = Period {
+            from: Some("2025-03".into()),
+            to: Some("2025-06-30".into()),
+        }
+        .months(now);
+        assert_eq!(
+            (asked.from, asked.to, asked.error),
+            (Some(202503), Some(202506), None)
+        );
+        let everything = Period {
+            from: Some(String::new()),
+            to: None,
+        }
+        .months(now);
+        assert_eq!((everything.from, everything.to), (None, None));
+        let wrong = Period {
+            from: Some("mars".into()),
+            to: None,
+        }
+        .months(now);
+        assert_eq!(wrong.from, None);
+        assert!(wrong.error.is_some_and(|e| e.contains("AAAA-MM")));
+    }
 }

@@ -494,7 +494,20 @@ async fn indicators_pages_scope_figures_and_suppress_small_public_cells() {
     )
     .await;
 
+    // The page says changes are being counted until the worker has counted them.
     let cookie = login(&app, &clerk.user.email).await;
+    let waiting = app
+        .client
+        .get(app.url("/statistiques"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("stats")
+        .text()
+        .await
+        .expect("html");
+    assert!(waiting.contains("en cours de prise en compte"), "{waiting}");
+    app.store.refresh_stats().await.expect("worker round");
     let html = app
         .client
         .get(app.url("/statistiques"))

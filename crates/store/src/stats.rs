@@ -1,0 +1,381 @@
+//! Storage of the indicators' monthly cells (see `domain::stats`). Every timeline entry queues
+//! its referral in `stats_changes` within its own transaction, so no change can be missed; the
+//! worker then recomputes the cells of the months those referrals were sent in.
+
+use crate::{on_pool, Store, StoreResult};
+use chrono::{DateTime, NaiveDate, Utc};
+use domain::stats::{Axis, Cell, Counts, OpenReferrals, ReferralFacts, Scope};
+use sqlx::types::Json;
+use std::collections::{BTreeSet, HashMap};
+use uuid::Uuid;
+
+/// Queues a referral whose figures changed; called by every timeline entry, in its transaction.
+macro_rules! queue_stats_change {
+    ($tx:expr, $referral_id:expr) => {{
+        sqlx::query("INSERT INTO stats_changes (referral_id) VALUES ($1)")
+            .bind($referral_id)
+            .execute(&mut *$tx)
+            .await?;
+    }};
+}
+pub(crate) use queue_stats_change;
+
+/// Which cells an indicators page reads: one scope, months from and to (yyyymm, inclusive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatsFilter {
+    pub scope: Scope,
+    pub from_month: Option<i32>,
+    pub to_month: Option<i32>,
+}
+
+impl StatsFilter {
+    /// The period as instants: [start of the first month, start of the month after the last).
+    fn instants(&self) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+        (
+            self.from_month.and_then(domain::stats::month_start),
+            self.to_month
+                .map(domain::stats::next_month)
+                .and_then(domain::stats::month_start),
+        )
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct FactsRow {
+    kind: String,
+    gravity: Option<i64>,
+    administration_id: Uuid,
+    parquet_id: Option<Uuid>,
+    urgency: String,
+    status: String,
+    submitted_at: DateTime<Utc>,
+    acknowledged_at: Option<DateTime<Utc>>,
+    registered_at: Option<DateTime<Utc>>,
+    decided_at: Option<DateTime<Utc>>,
+    decision: Option<Json<crate::Decision>>,
+    immediate_acknowledge_minutes: Option<i64>,
+    urgent_acknowledge_hours: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct CellRow {
+    scope: i16,
+    scope_id: Uuid,
+    month: i32,
+    axis: i16,
+    value: String,
+    received: i64,
+    decided: i64,
+    dismissed: i64,
+    urgent: i64,
+    urgent_in_time: i64,
+    to_acknowledgement: Vec<u8>,
+    to_registration: Vec<u8>,
+    to_decision: Vec<u8>,
+}
+
+#[derive(sqlx::FromRow)]
+struct ChangeRow {
+    id: i64,
+    submitted_at: Option<DateTime<Utc>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct OpenRow {
+    under_1: Option<i64>,
+    under_3: Option<i64>,
+    under_6: Option<i64>,
+    under_12: Option<i64>,
+    older: Option<i64>,
+    nearing: Option<i64>,
+}
+
+/// Rows per INSERT when writing cells: 13 parameters each, under SQLite's 32 766.
+const CELLS_PER_INSERT: usize = 1_000;
+
+impl Store {
+    /// The facts of the referrals sent in [from, to).
+    async fn facts_sent_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> StoreResult<Vec<ReferralFacts>> {
+        let rows: Vec<FactsRow> = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT r.kind, r.urgency, r.status, r.submitted_at, r.acknowledged_at, r.registered_at, r.decided_at, \
+                 r.decision, r.administration_id, r.parquet_id, \
+                 CAST(s.immediate_acknowledge_minutes AS BIGINT) AS immediate_acknowledge_minutes, \
+                 CAST(s.urgent_acknowledge_hours AS BIGINT) AS urgent_acknowledge_hours, \
+                 CAST((SELECT MIN(CASE WHEN LOWER(o.nature) LIKE 'crime%' THEN 1 WHEN LOWER(o.nature) LIKE 'd_lit%' THEN 2 ELSE 3 END) \
+                    FROM referral_offences ro JOIN offences o ON o.code = ro.code WHERE ro.referral_id = r.id) AS BIGINT) AS gravity \
+                 FROM referrals r LEFT JOIN parquet_settings s ON s.parquet_id = r.parquet_id \
+                 WHERE r.submitted_at >= $1 AND r.submitted_at < $2",
+            )
+            .bind(from)
+            .bind(to)
+            .fetch_all(pool)
+            .await
+        })?;
+        let defaults = crate::ParquetSettings::default();
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let acknowledge_within = match r.urgency.as_str() {
+                    "immediate" => Some(chrono::Duration::minutes(
+                        r.immediate_acknowledge_minutes
+                            .unwrap_or(defaults.immediate_acknowledge_minutes)
+                            .max(1),
+                    )),
+                    "urgent" => Some(chrono::Duration::hours(
+                        r.urgent_acknowledge_hours
+                            .unwrap_or(defaults.urgent_acknowledge_hours)
+                            .max(1),
+                    )),
+                    _ => None,
+                };
+                ReferralFacts {
+                    kind: r.kind,
+                    gravity: r.gravity,
+                    administration_id: r.administration_id,
+                    parquet_id: r.parquet_id,
+                    urgency: r.urgency,
+                    status: r.status,
+                    submitted_at: r.submitted_at,
+                    acknowledged_at: r.acknowledged_at,
+                    registered_at: r.registered_at,
+                    decided_at: r.decided_at,
+                    decision_kind: r.decision.as_ref().map(|d| d.0.kind.clone()),
+                    reason_code: r.decision.and_then(|d| d.0.reason_code),
+                    acknowledge_within,
+                }
+            })
+            .collect())
+    }
+
+    /// Recomputes the cells of every month a queued change touches, then forgets those changes.
+    /// Returns how many months were recomputed. Changes committed meanwhile stay queued.
+    pub async fn refresh_stats(&self) -> StoreResult<usize> {
+        let changes: Vec<ChangeRow> = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT c.id, r.submitted_at FROM stats_changes c \
+                 LEFT JOIN referrals r ON r.id = c.referral_id",
+            )
+            .fetch_all(pool)
+            .await
+        })?;
+        if changes.is_empty() {
+            return Ok(0);
+        }
+        let months: BTreeSet<i32> = changes
+            .iter()
+            .filter_map(|c| c.submitted_at.map(domain::stats::month_of))
+            .collect();
+        for &month in &months {
+            self.recompute_month(month).await?;
+        }
+        let ids: Vec<i64> = changes.iter().map(|c| c.id).collect();
+        for chunk in ids.chunks(CELLS_PER_INSERT) {
+            on_pool!(self, |pool, Db| {
+                let mut q =
+                    sqlx::QueryBuilder::<Db>::new("DELETE FROM stats_changes WHERE id IN (");
+                let mut list = q.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
+                }
+                q.push(")");
+                q.build().execute(pool).await.map(|_| ())
+            })?;
+        }
+        Ok(months.len())
+    }
+
+    /// Queues every sent referral, so that the next refresh rebuilds all cells (after a bulk
+    /// load that bypassed the timeline, such as `seed-scale`).
+    pub async fn queue_all_for_stats(&self) -> StoreResult<()> {
+        on_pool!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO stats_changes (referral_id) SELECT id FROM referrals WHERE submitted_at IS NOT NULL",
+            )
+            .execute(pool)
+            .await
+            .map(|_| ())
+        })?;
+        Ok(())
+    }
+
+    async fn recompute_month(&self, month: i32) -> StoreResult<()> {
+        let (Some(from), Some(to)) = (
+            domain::stats::month_start(month),
+            domain::stats::month_start(domain::stats::next_month(month)),
+        ) else {
+            return Ok(());
+        };
+        let facts = self.facts_sent_between(from, to).await?;
+        let cells = domain::stats::cells_of(&facts);
+        on_pool!(self, |pool, Db| {
+            let mut tx = pool.begin().await?;
+            sqlx::query("DELETE FROM stats_cells WHERE month = $1")
+                .bind(month)
+                .execute(&mut *tx)
+                .await?;
+            for chunk in cells.chunks(CELLS_PER_INSERT) {
+                let mut q = sqlx::QueryBuilder::<Db>::new(
+                    "INSERT INTO stats_cells (scope, scope_id, month, axis, value, received, decided, dismissed, \
+                     urgent, urgent_in_time, to_acknowledgement, to_registration, to_decision) ",
+                );
+                q.push_values(chunk, |mut row, cell| {
+                    row.push_bind(cell.scope.code())
+                        .push_bind(cell.scope.id())
+                        .push_bind(cell.month)
+                        .push_bind(cell.axis.code())
+                        .push_bind(cell.value.clone())
+                        .push_bind(cell.counts.received)
+                        .push_bind(cell.counts.decided)
+                        .push_bind(cell.counts.dismissed)
+                        .push_bind(cell.counts.urgent)
+                        .push_bind(cell.counts.urgent_in_time)
+                        .push_bind(cell.to_acknowledgement.clone())
+                        .push_bind(cell.to_registration.clone())
+                        .push_bind(cell.to_decision.clone());
+                });
+                q.build().execute(&mut *tx).await?;
+            }
+            tx.commit().await
+        })?;
+        Ok(())
+    }
+
+    /// The cells of a scope over a period.
+    pub async fn stats_cells(&self, filter: &StatsFilter) -> StoreResult<Vec<Cell>> {
+        let rows: Vec<CellRow> = on_pool!(self, |pool, Db| {
+            let mut q = sqlx::QueryBuilder::<Db>::new(
+                "SELECT scope, scope_id, month, axis, value, received, decided, dismissed, urgent, urgent_in_time, \
+                 to_acknowledgement, to_registration, to_decision FROM stats_cells WHERE scope = ",
+            );
+            q.push_bind(filter.scope.code())
+                .push(" AND scope_id = ")
+                .push_bind(filter.scope.id());
+            if let Some(from) = filter.from_month {
+                q.push(" AND month >= ").push_bind(from);
+            }
+            if let Some(to) = filter.to_month {
+                q.push(" AND month <= ").push_bind(to);
+            }
+            q.build_query_as().fetch_all(pool).await
+        })?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                Some(Cell {
+                    month: r.month,
+                    scope: Scope::from_parts(r.scope, r.scope_id)?,
+                    axis: Axis::from_code(r.axis)?,
+                    value: r.value,
+                    counts: Counts {
+                        received: r.received,
+                        decided: r.decided,
+                        dismissed: r.dismissed,
+                        urgent: r.urgent,
+                        urgent_in_time: r.urgent_in_time,
+                    },
+                    to_acknowledgement: r.to_acknowledgement,
+                    to_registration: r.to_registration,
+                    to_decision: r.to_decision,
+                })
+            })
+            .collect())
+    }
+
+    /// The referrals of a scope sent in the period and still waiting for a decision, by age at
+    /// `now`, and those whose limitation date is near. Counted live from a partial index.
+    pub async fn open_referrals(
+        &self,
+        filter: &StatsFilter,
+        now: DateTime<Utc>,
+    ) -> StoreResult<OpenReferrals> {
+        let [month, three, six, year] = domain::stats::backlog_cutoffs(now);
+        let horizon: NaiveDate = domain::stats::limitation_horizon(now);
+        let (from, to) = filter.instants();
+        let row: OpenRow = on_pool!(self, |pool, Db| {
+            let mut q = sqlx::QueryBuilder::<Db>::new("SELECT SUM(CASE WHEN r.submitted_at >= ");
+            q.push_bind(month)
+                .push(" THEN 1 ELSE 0 END) AS under_1, SUM(CASE WHEN r.submitted_at < ")
+                .push_bind(month)
+                .push(" AND r.submitted_at >= ")
+                .push_bind(three)
+                .push(" THEN 1 ELSE 0 END) AS under_3, SUM(CASE WHEN r.submitted_at < ")
+                .push_bind(three)
+                .push(" AND r.submitted_at >= ")
+                .push_bind(six)
+                .push(" THEN 1 ELSE 0 END) AS under_6, SUM(CASE WHEN r.submitted_at < ")
+                .push_bind(six)
+                .push(" AND r.submitted_at >= ")
+                .push_bind(year)
+                .push(" THEN 1 ELSE 0 END) AS under_12, SUM(CASE WHEN r.submitted_at < ")
+                .push_bind(year)
+                .push(" THEN 1 ELSE 0 END) AS older, SUM(CASE WHEN r.limitation_date <= ")
+                .push_bind(horizon)
+                .push(
+                    " THEN 1 ELSE 0 END) AS nearing FROM referrals r \
+                     WHERE r.decided_at IS NULL AND r.status NOT IN ('draft', 'withdrawn', 'closed') \
+                     AND r.submitted_at IS NOT NULL",
+                );
+            match filter.scope {
+                Scope::National => {}
+                Scope::Parquet(id) => {
+                    q.push(" AND r.parquet_id = ").push_bind(id);
+                }
+                Scope::Administration(id) => {
+                    q.push(" AND r.administration_id = ").push_bind(id);
+                }
+            }
+            if let Some(from) = from {
+                q.push(" AND r.submitted_at >= ").push_bind(from);
+            }
+            if let Some(to) = to {
+                q.push(" AND r.submitted_at < ").push_bind(to);
+            }
+            q.build_query_as().fetch_one(pool).await
+        })?;
+        let n = |v: Option<i64>| usize::try_from(v.unwrap_or(0)).unwrap_or(0);
+        Ok(OpenReferrals {
+            backlog_by_age: [
+                n(row.under_1),
+                n(row.under_3),
+                n(row.under_6),
+                n(row.under_12),
+                n(row.older),
+            ],
+            nearing_limitation: n(row.nearing),
+        })
+    }
+
+    /// The names of organisations, for labelling breakdowns by parquet or administration.
+    pub async fn organisation_names(&self, ids: &[Uuid]) -> StoreResult<HashMap<Uuid, String>> {
+        let mut names = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(CELLS_PER_INSERT) {
+            let rows: Vec<(Uuid, String)> = on_pool!(self, |pool, Db| {
+                let mut q = sqlx::QueryBuilder::<Db>::new(
+                    "SELECT id, name FROM organisations WHERE id IN (",
+                );
+                let mut list = q.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
+                }
+                q.push(")");
+                q.build_query_as().fetch_all(pool).await
+            })?;
+            names.extend(rows);
+        }
+        Ok(names)
+    }
+
+    /// How many changes wait to be counted (shown on the page as "figures being updated").
+    pub async fn pending_stats_changes(&self) -> StoreResult<i64> {
+        Ok(on_pool!(self, |pool| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM stats_changes")
+                .fetch_one(pool)
+                .await
+        })?)
+    }
+}
