@@ -164,6 +164,10 @@ impl FileStore {
             fs::create_dir_all(parent).await?;
         }
         fs::rename(&temp_path, &final_path).await?;
+        // The rename is durable only once its directory is: a receipt is given after this.
+        if let Some(parent) = final_path.parent() {
+            fs::File::open(parent).await?.sync_all().await?;
+        }
         Ok(StoredFile {
             storage_key,
             size,

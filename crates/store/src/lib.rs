@@ -14,7 +14,7 @@ mod scale;
 mod search;
 mod second_factor;
 mod stats;
-pub use scale::ScaleReferral;
+pub use scale::{ScaleReferral, StoredDocument};
 pub use second_factor::TotpState;
 
 pub use audit::{AuditCheckpoint, AuditEntry, AuditInput};
@@ -236,6 +236,17 @@ pub mod testing {
         let store = Store::connect(&url).await?;
         store.migrate().await?;
         Ok((store, url))
+    }
+
+    /// Creates a PostgreSQL database with nothing in it (not migrated), as `restore` expects.
+    pub async fn empty_postgres(admin_url: &str) -> StoreResult<String> {
+        let name = format!("ip_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(admin_url).await?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await?;
+        admin.close().await?;
+        Ok(with_database(admin_url, &name))
     }
 
     /// Creates an empty, migrated SQLite database in `directory`.

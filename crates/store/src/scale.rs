@@ -150,3 +150,67 @@ impl Store {
         Ok(())
     }
 }
+
+/// What `infoparquet restore` checks of each stored document.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct StoredDocument {
+    pub storage_key: String,
+    pub wrapped_key: Option<String>,
+    pub sha256: String,
+}
+
+impl Store {
+    /// A consistent copy of an SQLite database, taken while it serves (`VACUUM INTO`).
+    /// PostgreSQL is copied with `pg_dump` instead: `None` there.
+    pub async fn sqlite_snapshot_into(&self, path: &std::path::Path) -> StoreResult<Option<()>> {
+        match &self.pool {
+            crate::Pool::Sqlite(pool) => {
+                sqlx::query("VACUUM INTO $1")
+                    .bind(path.to_string_lossy().to_string())
+                    .execute(pool)
+                    .await?;
+                Ok(Some(()))
+            }
+            crate::Pool::Postgres(_) => Ok(None),
+        }
+    }
+
+    /// Every stored document with its recorded hash, for checking a restored copy.
+    pub async fn stored_documents(&self) -> StoreResult<Vec<StoredDocument>> {
+        Ok(on_pool!(self, |pool| {
+            sqlx::query_as("SELECT storage_key, wrapped_key, sha256 FROM attachments ORDER BY id")
+                .fetch_all(pool)
+                .await
+        })?)
+    }
+
+    /// How many tables the database has (PostgreSQL's public schema, SQLite's main one): a
+    /// restore goes only into a database that has none.
+    pub async fn table_count(&self) -> StoreResult<i64> {
+        Ok(on_pool!(self, |pool, Db| {
+            sqlx::query_scalar(if self.backend_name() == "sqlite" {
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'"
+            } else {
+                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'public'"
+            })
+            .fetch_one(pool)
+            .await
+        })?)
+    }
+
+    /// How many referrals (drafts included) the database holds; 0 for a database not yet
+    /// migrated.
+    pub async fn referral_count(&self) -> StoreResult<i64> {
+        let counted: Result<i64, sqlx::Error> = on_pool!(self, |pool| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM referrals")
+                .fetch_one(pool)
+                .await
+        });
+        match counted {
+            Ok(n) => Ok(n),
+            // No referrals table: an empty database.
+            Err(sqlx::Error::Database(_)) => Ok(0),
+            Err(other) => Err(other.into()),
+        }
+    }
+}
