@@ -456,3 +456,546 @@ fn backup_and_restore_round_trip_on_sqlite() {
     assert_success(&infoparquet(dir.path(), &["demo", "--no-serve"], &[]));
     backup_round_trip(dir.path(), &[], &[]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Reliability drills: the real server process, killed, restarted, starved of disk.
+
+/// A running `infoparquet serve`.
+struct Server {
+    child: std::process::Child,
+    base: String,
+}
+
+impl Server {
+    async fn start(dir: &Path, env: &[(&str, &str)]) -> Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_infoparquet"));
+        command
+            .current_dir(dir)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env("RUST_LOG", "warn")
+            .env("INFOPARQUET__API_REQUESTS_PER_MINUTE", "1000000")
+            .stdout(std::process::Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.join("serve.log"))
+                    .expect("log file"),
+            );
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let child = command.spawn().expect("serve");
+        let server = Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let client = reqwest::Client::new();
+        for _ in 0..600 {
+            if let Ok(response) = client.get(format!("{}/readyz", server.base)).send().await {
+                if response.status() == 200 {
+                    return server;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("the server did not become ready");
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// A demo database, and a write token of the demo's DDPP agent.
+fn demo_with_token(dir: &Path, env: &[(&str, &str)]) -> String {
+    assert_success(&infoparquet(dir, &["demo", "--no-serve"], env));
+    let token = infoparquet(
+        dir,
+        &[
+            "token",
+            "create",
+            "--email",
+            "agent.ddpp41@demo.infoparquet.fr",
+        ],
+        env,
+    );
+    assert_success(&token);
+    stdout(&token)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// What one client of the drill got.
+#[derive(Debug, Default, Clone)]
+struct Submission {
+    id: Option<String>,
+    document_sha256: String,
+    receipt_reference: Option<String>,
+}
+
+/// Creates, attaches a document (different for each index) and sends one referral.
+async fn submit_one(client: &reqwest::Client, base: &str, token: &str, index: usize) -> Submission {
+    let document: Vec<u8> = format!("Procès-verbal n° {index}\n")
+        .bytes()
+        .cycle()
+        .take(16 * 1024 + index)
+        .collect();
+    let mut done = Submission {
+        document_sha256: sha256_hex(&document),
+        ..Default::default()
+    };
+    let created = client
+        .post(format!("{base}/api/v1/referrals"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({
+            "kind": "article_40",
+            "urgency": "normal",
+            "title": format!("Exercice de reprise n° {index}"),
+            "facts": "Faits constatés lors d'un contrôle ; procès-verbal joint.",
+            "place": {"commune_insee": "41018"},
+            "offence_codes": [7151],
+        }))
+        .send()
+        .await;
+    let Ok(created) = created else { return done };
+    let Ok(draft) = created.json::<serde_json::Value>().await else {
+        return done;
+    };
+    let Some(id) = draft["id"].as_str().map(str::to_string) else {
+        return done;
+    };
+    done.id = Some(id.clone());
+    let uploaded = client
+        .post(format!(
+            "{base}/api/v1/referrals/{id}/attachments?filename=pv-{index}.txt&kind=evidence"
+        ))
+        .bearer_auth(token)
+        .header("content-type", "text/plain")
+        .body(document)
+        .send()
+        .await;
+    if !uploaded.is_ok_and(|r| r.status() == 201) {
+        return done;
+    }
+    let sent = client
+        .post(format!("{base}/api/v1/referrals/{id}/submit"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({}))
+        .send()
+        .await;
+    if let Ok(sent) = sent {
+        if let Ok(body) = sent.json::<serde_json::Value>().await {
+            done.receipt_reference = body["receipt"]["reference"].as_str().map(str::to_string);
+        }
+    }
+    done
+}
+
+/// Every referral given: whatever its state, never half-visible. A sent one has its
+/// reference and each of its documents opens to its recorded SHA-256.
+async fn assert_consistent(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    id: &str,
+) -> serde_json::Value {
+    let referral: serde_json::Value = client
+        .get(format!("{base}/api/v1/referrals/{id}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("referral")
+        .json()
+        .await
+        .expect("json");
+    let status = referral["status"].as_str().expect("status");
+    if status != "draft" {
+        assert!(
+            referral["reference"].is_string() && referral["submitted_at"].is_string(),
+            "a sent referral has its reference: {referral}"
+        );
+    }
+    for attachment in referral["attachments"].as_array().expect("attachments") {
+        let bytes = client
+            .get(format!(
+                "{base}/api/v1/referrals/{id}/attachments/{}",
+                attachment["id"].as_str().expect("attachment id")
+            ))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("download")
+            .bytes()
+            .await
+            .expect("bytes");
+        assert_eq!(
+            attachment["sha256"].as_str(),
+            Some(sha256_hex(&bytes).as_str()),
+            "a recorded document opens to its hash"
+        );
+    }
+    referral
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn drill_kill_9_during_500_submissions_loses_nothing_receipted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = demo_with_token(dir.path(), &[]);
+    let mut server = Server::start(dir.path(), &[]).await;
+    let client = reqwest::Client::new();
+    let receipted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..500)
+        .map(|index| {
+            let (client, base, token) = (client.clone(), server.base.clone(), token.clone());
+            let receipted = receipted.clone();
+            tokio::spawn(async move {
+                let done = submit_one(&client, &base, &token, index).await;
+                if done.receipt_reference.is_some() {
+                    receipted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                done
+            })
+        })
+        .collect();
+    while receipted.load(std::sync::atomic::Ordering::SeqCst) < 60 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    server.child.kill().expect("kill -9");
+    server.child.wait().expect("reaped");
+    let mut submissions = Vec::new();
+    for task in tasks {
+        submissions.push(task.await.expect("task"));
+    }
+    let receipts: Vec<&Submission> = submissions
+        .iter()
+        .filter(|s| s.receipt_reference.is_some())
+        .collect();
+    assert!(
+        receipts.len() < 500,
+        "the kill came while submissions were in flight"
+    );
+
+    let server = Server::start(dir.path(), &[]).await;
+    for submission in &submissions {
+        let Some(id) = &submission.id else { continue };
+        let referral = assert_consistent(&client, &server.base, &token, id).await;
+        if let Some(reference) = &submission.receipt_reference {
+            assert_eq!(referral["reference"].as_str(), Some(reference.as_str()));
+            assert_eq!(referral["status"], "submitted", "receipted, hence kept");
+            assert_eq!(
+                referral["attachments"][0]["sha256"].as_str(),
+                Some(submission.document_sha256.as_str())
+            );
+        }
+    }
+    drop(server);
+    let verify = infoparquet(dir.path(), &["audit", "verify"], &[]);
+    assert_success(&verify);
+    assert!(stdout(&verify).starts_with("Journal intact"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drill_graceful_shutdown_finishes_the_upload_in_flight() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = demo_with_token(dir.path(), &[]);
+    let mut server = Server::start(dir.path(), &[]).await;
+    let client = reqwest::Client::new();
+    let draft: serde_json::Value = client
+        .post(format!("{}/api/v1/referrals", server.base))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({
+            "kind": "article_40", "urgency": "normal", "title": "Arrêt en douceur",
+            "facts": "Un envoi est en cours quand le service s'arrête.",
+            "place": {"commune_insee": "41018"}, "offence_codes": [7151],
+        }))
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    let id = draft["id"].as_str().expect("id");
+    // Half of a document sent by hand, then the stop signal, then the other half.
+    let document = vec![b'x'; 2 * 1024 * 1024];
+    let address = server.base.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /api/v1/referrals/{id}/attachments?filename=pv.txt&kind=evidence HTTP/1.1\r\n\
+         Host: {address}\r\nAuthorization: Bearer {token}\r\nContent-Type: text/plain\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        document.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("head");
+    stream
+        .write_all(&document[..document.len() / 2])
+        .await
+        .expect("first half");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    server.signal("TERM");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        server.child.try_wait().expect("status").is_none(),
+        "still running while a request is in flight"
+    );
+    stream
+        .write_all(&document[document.len() / 2..])
+        .await
+        .expect("second half");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .await
+        .expect("response");
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+    assert!(response.contains(&sha256_hex(&document)), "{response}");
+    let mut exited = None;
+    for _ in 0..200 {
+        exited = server.child.try_wait().expect("status");
+        if exited.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        exited.is_some_and(|status| status.success()),
+        "then stops cleanly: {exited:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drill_disk_full_during_an_upload_is_a_clear_error_and_loses_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = demo_with_token(dir.path(), &[]);
+    // Documents on a 3 MB file system of their own; the keys stay as the demo made them.
+    let full = dir.path().join("small-disk");
+    std::fs::create_dir_all(&full).expect("mount point");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
+        .arg(&full)
+        .status();
+    if !mounted.is_ok_and(|s| s.success()) {
+        eprintln!("NOTICE: cannot mount a small tmpfs here (needs root): disk-full drill skipped");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(full.clone());
+    let read_key =
+        |name: &str| std::fs::read_to_string(dir.path().join("data").join(name)).expect("key");
+    let (master, signing) = (read_key("master-key"), read_key("signing-key"));
+    let env = [
+        ("INFOPARQUET__DATA_DIR", full.to_str().expect("utf-8")),
+        ("INFOPARQUET__MASTER_KEY", master.as_str()),
+        ("INFOPARQUET__SIGNING_KEY", signing.as_str()),
+    ];
+    let server = Server::start(dir.path(), &env).await;
+    let client = reqwest::Client::new();
+    let first = submit_one(&client, &server.base, &token, 1).await;
+    let id = first.id.clone().expect("a referral");
+    assert!(first.receipt_reference.is_some(), "a small document fits");
+    // A second referral, and a document larger than the disk.
+    let draft = submit_draft_only(&client, &server.base, &token).await;
+    let too_big = vec![b'y'; 4 * 1024 * 1024];
+    let refused = client
+        .post(format!(
+            "{}/api/v1/referrals/{draft}/attachments?filename=gros.txt&kind=evidence",
+            server.base
+        ))
+        .bearer_auth(&token)
+        .header("content-type", "text/plain")
+        .body(too_big)
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(refused.status(), 507);
+    let problem: serde_json::Value = refused.json().await.expect("problem+json");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("espace de stockage des documents est plein")),
+        "{problem}"
+    );
+    // Nothing half-written is left, what was stored still opens, and space comes back. (A
+    // new client: the refused upload's connection was closed by the server mid-body.)
+    let client = reqwest::Client::new();
+    let leftovers = std::fs::read_dir(full.join("tmp")).expect("tmp").count();
+    assert_eq!(leftovers, 0, "the partial upload was removed");
+    assert_consistent(&client, &server.base, &token, &id).await;
+    let draft_now = assert_consistent(&client, &server.base, &token, &draft).await;
+    assert_eq!(draft_now["attachments"].as_array().map(Vec::len), Some(0));
+    let after = submit_one(&client, &server.base, &token, 2).await;
+    assert!(
+        after.receipt_reference.is_some(),
+        "uploads work again: {after:?}\n{}",
+        std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default()
+    );
+}
+
+async fn submit_draft_only(client: &reqwest::Client, base: &str, token: &str) -> String {
+    let draft: serde_json::Value = client
+        .post(format!("{base}/api/v1/referrals"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({
+            "kind": "article_40", "urgency": "normal", "title": "Brouillon",
+            "facts": "Faits.", "place": {"commune_insee": "41018"}, "offence_codes": [7151],
+        }))
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    draft["id"].as_str().expect("id").to_string()
+}
+
+/// `pg_ctl` of the newest installed PostgreSQL, as the postgres user when run as root (as
+/// `scripts/start-postgres.sh` does).
+fn pg_ctl(args: &[&str]) -> std::process::ExitStatus {
+    let bin = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL installed")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .max_by_key(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.parse::<u32>().ok())
+                .unwrap_or(0)
+        })
+        .expect("a version")
+        .join("bin/pg_ctl");
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let mut command = if root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(&bin);
+        c
+    } else {
+        Command::new(&bin)
+    };
+    command
+        .current_dir("/")
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("pg_ctl")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn drill_postgresql_restart_under_load_recovers_without_restarting_the_app() {
+    if store::testing::postgres_admin_url().is_none() {
+        eprintln!(
+            "NOTICE: INFOPARQUET_TEST_POSTGRES_URL is not set: PostgreSQL restart drill skipped"
+        );
+        return;
+    }
+    // A cluster of its own: restarting the shared one would disturb the other tests.
+    let pg_dir = format!(
+        "/tmp/infoparquet-drill-pg-{}",
+        uuid::Uuid::new_v4().simple()
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/start-postgres.sh");
+    let started = Command::new("bash")
+        .arg(&script)
+        .arg(&pg_dir)
+        .arg(port.to_string())
+        .output()
+        .expect("start PostgreSQL");
+    assert_success(&started);
+    struct Cluster(String);
+    impl Drop for Cluster {
+        fn drop(&mut self) {
+            pg_ctl(&["-D", &self.0, "stop", "-m", "immediate"]);
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let cluster = Cluster(pg_dir.clone());
+    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    let env = [("INFOPARQUET__DATABASE_URL", url.as_str())];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = demo_with_token(dir.path(), &env);
+    let mut server = Server::start(dir.path(), &env).await;
+
+    let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let clients: Vec<_> = (0..8)
+        .map(|client_index| {
+            let (base, token, running) = (server.base.clone(), token.clone(), running.clone());
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                let mut done = Vec::new();
+                let mut index = client_index * 10_000;
+                while running.load(std::sync::atomic::Ordering::SeqCst) {
+                    let submission = submit_one(&client, &base, &token, index).await;
+                    done.push((std::time::Instant::now(), submission));
+                    index += 1;
+                }
+                done
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let restart = pg_ctl(&["-D", &cluster.0, "restart", "-m", "fast", "-w"]);
+    assert!(restart.success(), "PostgreSQL restarted");
+    let restarted_at = std::time::Instant::now();
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    running.store(false, std::sync::atomic::Ordering::SeqCst);
+    let mut submissions = Vec::new();
+    for client in clients {
+        submissions.extend(client.await.expect("client"));
+    }
+    assert!(
+        server.child.try_wait().expect("status").is_none(),
+        "the server kept running"
+    );
+    let after = submissions
+        .iter()
+        .filter(|(at, s)| *at > restarted_at && s.receipt_reference.is_some())
+        .count();
+    assert!(
+        after > 0,
+        "submissions succeed again after the restart, without restarting the app"
+    );
+    let client = reqwest::Client::new();
+    for (_, submission) in &submissions {
+        let Some(id) = &submission.id else { continue };
+        let referral = assert_consistent(&client, &server.base, &token, id).await;
+        if submission.receipt_reference.is_some() {
+            assert_eq!(referral["status"], "submitted");
+        }
+    }
+}

@@ -52,6 +52,16 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The database could not be reached (restarting, failing over, network): worth retrying.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Database(
+                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed
+            )
+        )
+    }
+
     /// Maps unique-constraint violations to `Conflict`, so that callers can answer 409/422
     /// instead of 500.
     fn from_write(error: sqlx::Error, what: &'static str) -> StoreError {

@@ -42,6 +42,13 @@ pub enum AppError {
     UnsupportedMediaType(String),
     #[error("Trop de requêtes ; réessayez dans {0} secondes.")]
     RateLimited(u64),
+    /// The disk holding the documents is full: nothing of this upload was kept, nothing
+    /// already stored is touched.
+    #[error("L'espace de stockage des documents est plein : ce document n'a pas été enregistré et rien de ce qui l'était déjà n'est perdu. Réessayez plus tard ; l'incident a été signalé.")]
+    StorageFull(String),
+    /// The database cannot be reached for now (restarting, failing over): retry shortly.
+    #[error("Le service est momentanément indisponible ; réessayez dans quelques instants (avec la même clé Idempotency-Key, une demande déjà prise en compte ne l'est pas deux fois).")]
+    Unavailable(String),
     #[error("Erreur interne ; l'incident a été journalisé.")]
     Internal(String),
 }
@@ -74,6 +81,8 @@ impl AppError {
             AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            AppError::StorageFull(_) => StatusCode::INSUFFICIENT_STORAGE,
+            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -89,6 +98,8 @@ impl AppError {
             AppError::TooLarge(_) => "too-large",
             AppError::UnsupportedMediaType(_) => "unsupported-media-type",
             AppError::RateLimited(_) => "rate-limited",
+            AppError::StorageFull(_) => "storage-full",
+            AppError::Unavailable(_) => "unavailable",
             AppError::Internal(_) => "internal",
         }
     }
@@ -105,6 +116,8 @@ impl AppError {
             AppError::TooLarge(_) => "Contenu trop volumineux",
             AppError::UnsupportedMediaType(_) => "Type de contenu non accepté",
             AppError::RateLimited(_) => "Trop de requêtes",
+            AppError::StorageFull(_) => "Espace de stockage plein",
+            AppError::Unavailable(_) => "Service momentanément indisponible",
             AppError::Internal(_) => "Erreur interne",
         }
     }
@@ -117,8 +130,11 @@ impl AppError {
     }
 
     fn log(&self) {
-        if let AppError::Internal(detail) = self {
-            tracing::error!(%detail, "internal error");
+        match self {
+            AppError::Internal(detail) => tracing::error!(%detail, "internal error"),
+            AppError::StorageFull(detail) => tracing::error!(%detail, "document storage full"),
+            AppError::Unavailable(detail) => tracing::warn!(%detail, "database unavailable"),
+            _ => {}
         }
     }
 }
@@ -127,6 +143,9 @@ impl From<store::StoreError> for AppError {
     fn from(error: store::StoreError) -> AppError {
         match error {
             store::StoreError::Conflict(what) => AppError::Conflict(format!("{what} existe déjà.")),
+            unavailable if unavailable.is_unavailable() => {
+                AppError::Unavailable(unavailable.to_string())
+            }
             other => AppError::Internal(other.to_string()),
         }
     }
@@ -152,6 +171,9 @@ impl From<files::FileError> for AppError {
             files::FileError::Empty => AppError::invalid("file", "Le fichier est vide."),
             files::FileError::Body(detail) => {
                 AppError::BadRequest(format!("Envoi du fichier interrompu : {detail}"))
+            }
+            files::FileError::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => {
+                AppError::StorageFull(io.to_string())
             }
             other => AppError::Internal(other.to_string()),
         }
