@@ -244,6 +244,15 @@ impl Store {
             .await)?)
     }
 
+    /// Jobs waiting and jobs given up: (pending, failed). Read from the `jobs_status` index.
+    pub async fn job_backlog(&self) -> StoreResult<(i64, i64)> {
+        let sql = "SELECT (SELECT COUNT(*) FROM jobs WHERE status = 'pending'), \
+                   (SELECT COUNT(*) FROM jobs WHERE status = 'failed')";
+        Ok(on_pool!(self, |pool| sqlx::query_as(sql)
+            .fetch_one(pool)
+            .await)?)
+    }
+
     pub async fn notifications(&self, user_id: Uuid, limit: i64) -> StoreResult<Vec<Notification>> {
         let sql = "SELECT id, user_id, referral_id, kind, title, link, created_at, read_at FROM notifications \
                    WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2";

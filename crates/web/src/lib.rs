@@ -8,6 +8,7 @@ pub mod auth;
 pub mod error;
 pub mod export;
 pub mod jobs;
+pub mod metrics;
 pub mod notify;
 pub mod pages;
 mod security;
@@ -100,6 +101,7 @@ pub struct AppState {
     pub signer: Arc<domain::integrity::Signer>,
     pub api_limiter: Arc<ApiRateLimiter>,
     pub proconnect: pages::proconnect::ProConnect,
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl AppState {
@@ -117,6 +119,7 @@ impl AppState {
             clock: Clock::System,
             signer: Arc::new(signer),
             proconnect: pages::proconnect::ProConnect::default(),
+            metrics: Arc::new(metrics::Metrics::default()),
         }
     }
 
@@ -136,6 +139,11 @@ pub fn router(state: AppState) -> Router {
         .merge(api::routes())
         .merge(pages::routes())
         .merge(assets::routes())
+        .route("/metrics", axum::routing::get(metrics::scrape))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .fallback(pages::legal::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -172,6 +172,32 @@ async fn public_verify_page_confirms_without_personal_data() {
         .await
         .expect("ready");
     assert_eq!(health.status(), 200);
+    // Prometheus metrics: per route template (no identifiers), and the worker's backlog.
+    let agent = app.user(&app.administration, "agent").await;
+    let id = app.sent(&agent).await;
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics");
+    assert_eq!(metrics.status(), 200);
+    assert!(metrics.headers()["content-type"]
+        .to_str()
+        .is_ok_and(|t| t.starts_with("application/openmetrics-text")));
+    let text = metrics.text().await.expect("text");
+    assert!(
+        text.contains(
+            "infoparquet_http_requests_total{method=\"GET\",route=\"/readyz\",status=\"200\"} 1"
+        ) && text.contains(
+            "infoparquet_http_requests_total{method=\"POST\",route=\"/api/v1/referrals/{id}/submit\",status=\"200\"} 2"
+        ) && text.contains("infoparquet_http_request_duration_seconds_bucket{")
+            && text.contains("infoparquet_database_up 1")
+            && text.contains("infoparquet_stats_changes_pending ")
+            && text.ends_with("# EOF\n"),
+        "{text}"
+    );
+    assert!(!text.contains(&id), "no identifier in a series");
     let css = app
         .client
         .get(app.url("/assets/dsfr/dsfr.min.css"))
