@@ -14,11 +14,12 @@ work=${WORK:-$(mktemp -d)}
 cd "$work"
 export INFOPARQUET__DATABASE_URL=${1:-sqlite:$work/bench.db}
 export INFOPARQUET__API_REQUESTS_PER_MINUTE=100000000
+export INFOPARQUET__MAX_UPLOAD_BYTES=$(( 2 << 30 ))
 port=18097
 
 echo "== machine"
 nproc | sed 's/^/cores: /'
-python3 - <<'EOF'
+(python3 - <<'EOF'
 import hashlib, os, time, tempfile
 data = os.urandom(64 << 20)
 t = time.perf_counter(); hashlib.sha256(data).hexdigest(); dt = time.perf_counter() - t
@@ -30,6 +31,9 @@ with tempfile.NamedTemporaryFile(dir=".") as f:
     dt = time.perf_counter() - t
 print(f"fsync: {200 / dt:.0f} per second")
 EOF
+) | tee machine.txt
+fsync_rate=$(awk '/^fsync/ {print $2}' machine.txt)
+sha_rate=$(awk '/^sha256/ {print $2}' machine.txt)
 
 if [ "${SKIP_SEED:-0}" != 1 ]; then
   echo "== seeding $n referrals into $INFOPARQUET__DATABASE_URL"
@@ -84,5 +88,47 @@ time_requests "search, two words" "$clerk" "/api/v1/referrals?q=travail+chantier
 ids=$(curl -s -H "Authorization: Bearer $clerk" "http://127.0.0.1:$port/api/v1/referrals?limit=50" | python3 -c "import json,sys; print(' '.join('/api/v1/referrals/' + i['id'] for i in json.load(sys.stdin)['items']))")
 # shellcheck disable=SC2086
 time_requests "referral (API)" "$clerk" $ids
-requests=20 time_requests "national statistics (admin, all tables as CSV)" "$admin" /statistiques.csv
-echo "server RSS after: $(( $(awk '/VmRSS/ {print $2}' /proc/$server/status) / 1024 )) MB"
+time_requests "statistics page, national, last 12 months (admin)" "$admin" /statistiques
+time_requests "statistics page, national, all time (admin)" "$admin" "/statistiques?from="
+time_requests "statistics page, public, all time" "$admin" "/statistiques/publiques?from="
+requests=20 time_requests "statistics, national, every table as CSV, all time" "$admin" "/statistiques.csv?from="
+echo "server RSS after the latency runs: $(( $(awk '/VmRSS/ {print $2}' /proc/$server/status) / 1024 )) MB"
+
+# Peak RSS of the server while the file `sampling` exists, in MB.
+peak_rss_during() {
+  python3 - "$server" <<'EOF' &
+import sys, time, os
+pid, peak = sys.argv[1], 0
+while os.path.exists("sampling"):
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS"):
+                peak = max(peak, int(line.split()[1]))
+    time.sleep(0.02)
+print(peak // 1024)
+EOF
+}
+
+echo "== minimal handler, 16 clients"
+"$binary" bench rate --url "http://127.0.0.1:$port" --path /healthz --clients 16 --seconds 5 | tee rate.txt
+health_rate=$(awk '{print $(NF-2)}' rate.txt)
+
+echo "== durable submissions"
+agent_email=agent01@essai.infoparquet.fr
+agent=$("$binary" token create --email "$agent_email" 2>/dev/null | tail -n 1)
+touch sampling; peak_rss_during > peak.txt; sampler=$!
+"$binary" bench submissions --url "http://127.0.0.1:$port" --token "$agent" --clients 16 --total "${SUBMISSIONS:-2000}" --size-kib 1024 | tee submissions.txt
+rm sampling; wait $sampler
+echo "server RSS peak under 16 submitting clients: $(cat peak.txt) MB"
+rate=$(grep -o '= [0-9]* per second' submissions.txt | awk '{print $2}')
+python3 -c "print(f'ratios: submissions/s to fsync/s {$rate / $fsync_rate:.3f}; to minimal requests/s {$rate / $health_rate:.3f}')"
+
+echo "== streamed upload of 1 GiB"
+before=$(( $(awk '/VmRSS/ {print $2}' /proc/$server/status) / 1024 ))
+touch sampling; peak_rss_during > peak.txt; sampler=$!
+"$binary" bench upload --url "http://127.0.0.1:$port" --token "$agent" --size-mib 1024 | tee upload.txt
+rm sampling; wait $sampler
+echo "server RSS before / peak during the upload: $before / $(cat peak.txt) MB (growth $(( $(cat peak.txt) - before )) MB)"
+mbs=$(grep -o '= [0-9]* MB/s' upload.txt | awk '{print $2}')
+python3 -c "print(f'ratio: upload MB/s to SHA-256 MB/s {$mbs / $sha_rate:.3f}')"
+echo "server RSS at the end: $(( $(awk '/VmRSS/ {print $2}' /proc/$server/status) / 1024 )) MB"

@@ -1,6 +1,7 @@
 //! `infoparquet`: the portal and API between French administrations and the parquets.
 
 mod backup;
+mod bench;
 mod config;
 mod demo;
 mod scale;
@@ -110,6 +111,12 @@ enum Command {
         /// The backup directory.
         dir: PathBuf,
     },
+    /// Load generators for scripts/bench.sh, against a running server (not for production).
+    #[command(hide = true)]
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
     /// Fill the database with N synthetic referrals (events, parties, offences, search index)
     /// for performance measurements; see BENCHMARKS.md. Use a build with --release.
     SeedScale {
@@ -125,6 +132,43 @@ enum Command {
     Audit {
         #[command(subcommand)]
         action: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Concurrent clients each sending referrals with one document (draft, upload, send).
+    Submissions {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        token: String,
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        #[arg(long, default_value_t = 2000)]
+        total: usize,
+        #[arg(long, default_value_t = 1024)]
+        size_kib: usize,
+    },
+    /// Requests per second of concurrent clients on one path (no token).
+    Rate {
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value = "/healthz")]
+        path: String,
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
+    /// One large document streamed to a new draft.
+    Upload {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        token: String,
+        #[arg(long, default_value_t = 1024)]
+        size_mib: u64,
     },
 }
 
@@ -794,6 +838,26 @@ async fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Bench { what } => match what {
+            BenchCommand::Submissions {
+                url,
+                token,
+                clients,
+                total,
+                size_kib,
+            } => bench::submissions(&url, &token, clients, total, size_kib * 1024).await,
+            BenchCommand::Upload {
+                url,
+                token,
+                size_mib,
+            } => bench::upload(&url, &token, size_mib << 20).await,
+            BenchCommand::Rate {
+                url,
+                path,
+                clients,
+                seconds,
+            } => bench::rate(&url, &path, clients, seconds).await,
+        },
         Command::SeedScale { referrals } => {
             let store = open_store(&config).await?;
             let seeded = scale::seed_scale(&store, referrals).await?;
