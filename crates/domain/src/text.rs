@@ -37,6 +37,27 @@ pub fn search_key(input: &str) -> String {
     out.trim_end().to_string()
 }
 
+/// Words added to a referral's search document naming its parquet and its administration, so
+/// that a search within one organisation's referrals is answered by the full-text index alone
+/// (the intersection of the words' lists) instead of matching nationally then filtering. They
+/// only narrow: the scope is still checked on the referral itself.
+pub fn scope_words(parquet: Option<uuid::Uuid>, administration: uuid::Uuid) -> String {
+    let mut words = administration_word(administration);
+    if let Some(parquet) = parquet {
+        words.push(' ');
+        words.push_str(&parquet_word(parquet));
+    }
+    words
+}
+
+pub fn parquet_word(id: uuid::Uuid) -> String {
+    format!("zp{}", id.simple())
+}
+
+pub fn administration_word(id: uuid::Uuid) -> String {
+    format!("za{}", id.simple())
+}
+
 #[cfg(test)]
 mod tests {
     use super::search_key;

@@ -90,7 +90,10 @@ macro_rules! write_event {
 
 /// The WHERE clauses of a referral filter, shared by lists and counts.
 macro_rules! push_filter {
-    ($q:expr, $filter:expr, $db:ty) => {{
+    ($q:expr, $filter:expr, $db:ty) => {
+        push_filter!($q, $filter, $db, crate::search::MatchPlan::FromMatches)
+    };
+    ($q:expr, $filter:expr, $db:ty, $plan:expr) => {{
         let filter = $filter;
         if let Some(id) = filter.administration_id {
             $q.push(" AND r.administration_id = ").push_bind(id);
@@ -125,7 +128,10 @@ macro_rules! push_filter {
             $q.push(" AND r.urgency IN ('urgent', 'immediate')");
         }
         if let Some(text) = filter.query.as_deref() {
-            <$db as crate::search::SearchDialect>::push_match(&mut $q, text);
+            let mut scope = Vec::new();
+            scope.extend(filter.parquet_id.map(::domain::text::parquet_word));
+            scope.extend(filter.administration_id.map(::domain::text::administration_word));
+            <$db as crate::search::SearchDialect>::push_match(&mut $q, text, &scope, $plan);
         }
         if let Some(gravity) = &filter.gravity {
             let pattern = match gravity.as_str() {
@@ -325,6 +331,7 @@ impl Store {
         &self,
         filter: &ReferralFilter,
     ) -> StoreResult<Vec<ReferralSummary>> {
+        let plan = self.match_plan(filter).await?;
         on_pool!(self, |pool, Db| {
             let mut q = sqlx::QueryBuilder::<Db>::new(
                 "SELECT r.id, r.reference, r.status, r.kind, r.urgency, r.title, r.administration_id, a.name AS administration_name, \
@@ -341,7 +348,7 @@ impl Store {
                  FROM referrals r JOIN organisations a ON a.id = r.administration_id LEFT JOIN organisations p ON p.id = r.parquet_id \
                  LEFT JOIN parquet_settings s ON s.parquet_id = r.parquet_id WHERE 1 = 1",
             );
-            push_filter!(q, filter, Db);
+            push_filter!(q, filter, Db, plan);
             match filter.order {
                 ListOrder::Newest => {
                     q.push(" ORDER BY r.created_at DESC, r.id DESC");
@@ -357,6 +364,40 @@ impl Store {
             Ok::<_, sqlx::Error>(q.build_query_as().fetch_all(pool).await?)
         })
         .map_err(StoreError::from)
+    }
+
+    /// Which side should drive a search (see `MatchPlan`): the scope's index, newest first,
+    /// when the newest-first list has many matches to choose from; the matches otherwise.
+    async fn match_plan(&self, filter: &ReferralFilter) -> StoreResult<crate::search::MatchPlan> {
+        use crate::search::MatchPlan;
+        let (Some(text), crate::ListOrder::Newest, crate::Pool::Sqlite(pool)) =
+            (filter.query.as_deref(), filter.order, &self.pool)
+        else {
+            return Ok(MatchPlan::FromMatches);
+        };
+        let mut scope = Vec::new();
+        scope.extend(filter.parquet_id.map(domain::text::parquet_word));
+        scope.extend(
+            filter
+                .administration_id
+                .map(domain::text::administration_word),
+        );
+        let Some(expression) = crate::search::fts5_expression(text, &scope) else {
+            return Ok(MatchPlan::FromMatches);
+        };
+        // Counting stops at the threshold: this costs at most a few thousand postings.
+        let matches: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM referral_search WHERE referral_search MATCH $1 LIMIT $2)",
+        )
+        .bind(expression)
+        .bind(crate::search::FEW_MATCHES + 1)
+        .fetch_one(pool)
+        .await?;
+        Ok(if matches > crate::search::FEW_MATCHES {
+            MatchPlan::FromScope
+        } else {
+            MatchPlan::FromMatches
+        })
     }
 
     /// How many referrals match the filter (paging and limits ignored).
@@ -436,6 +477,7 @@ impl Store {
             }
             if update.reference.is_some()
                 || update.parquet_number.is_some()
+                || update.parquet_id.is_some()
                 || update.clear_parquet_progress
             {
                 crate::search::refresh_search!(tx, id, Db);

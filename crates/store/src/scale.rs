@@ -124,14 +124,18 @@ impl Store {
                 q.build().execute(&mut *tx).await?;
 
                 for r in chunk {
-                    let document = domain::text::search_key(&format!(
-                        "{} {} {} {} {}",
-                        r.title,
-                        r.facts,
-                        r.reference,
-                        r.parquet_number.as_deref().unwrap_or_default(),
-                        r.party_name
-                    ));
+                    let document = format!(
+                        "{} {}",
+                        domain::text::search_key(&format!(
+                            "{} {} {} {} {}",
+                            r.title,
+                            r.facts,
+                            r.reference,
+                            r.parquet_number.as_deref().unwrap_or_default(),
+                            r.party_name
+                        )),
+                        domain::text::scope_words(Some(r.parquet_id), r.administration_id)
+                    );
                     <Db as SearchDialect>::write_document(&mut *tx, r.id, &document).await?;
                 }
             }

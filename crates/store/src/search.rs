@@ -13,8 +13,10 @@ use uuid::Uuid;
 
 /// What differs between the backends' full-text engines.
 pub(crate) trait SearchDialect: sqlx::Database + Sized {
-    /// Appends ` AND <referral r matches text>` to a query over `referrals r`.
-    fn push_match(q: &mut QueryBuilder<'_, Self>, text: &str);
+    /// Appends ` AND <referral r matches text>` to a query over `referrals r`. `scope` holds
+    /// the scope words (see `domain::text::scope_words`) the documents must also contain;
+    /// `plan` says which side drives the query.
+    fn push_match(q: &mut QueryBuilder<'_, Self>, text: &str, scope: &[String], plan: MatchPlan);
 
     /// Replaces the indexed document of a referral.
     async fn write_document(
@@ -22,6 +24,31 @@ pub(crate) trait SearchDialect: sqlx::Database + Sized {
         id: Uuid,
         document: &str,
     ) -> Result<(), sqlx::Error>;
+}
+
+/// How a search within a scope is answered. Few matches: read them and fetch their referrals.
+/// Many: walk the scope's referrals newest first (by index) and keep those that match, which
+/// stops after one page. Only SQLite needs telling; PostgreSQL's planner weighs it itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchPlan {
+    FromMatches,
+    FromScope,
+}
+
+/// Beyond this many matches, walking the scope is cheaper than fetching every match.
+pub(crate) const FEW_MATCHES: i64 = 2_000;
+
+/// The FTS5 expression of a query: each word a quoted prefix, each scope word exact. Words only
+/// hold letters and digits, so the quoting cannot be escaped and no user input reaches FTS5's
+/// query syntax. `None` when nothing searchable is left.
+pub(crate) fn fts5_expression(text: &str, scope: &[String]) -> Option<String> {
+    let words = query_words(text);
+    if words.is_empty() {
+        return None;
+    }
+    let mut terms: Vec<String> = words.iter().map(|word| format!("\"{word}\"*")).collect();
+    terms.extend(scope.iter().map(|word| format!("\"{word}\"")));
+    Some(terms.join(" "))
 }
 
 /// The words of a query, normalised like the documents; empty when nothing searchable is left.
@@ -34,21 +61,17 @@ fn query_words(text: &str) -> Vec<String> {
 }
 
 impl SearchDialect for sqlx::Sqlite {
-    fn push_match(q: &mut QueryBuilder<'_, Self>, text: &str) {
-        let words = query_words(text);
-        if words.is_empty() {
+    fn push_match(q: &mut QueryBuilder<'_, Self>, text: &str, scope: &[String], plan: MatchPlan) {
+        let Some(expression) = fts5_expression(text, scope) else {
             return;
-        }
-        // Each word is a quoted prefix phrase; words only hold letters and digits, so the
-        // quoting cannot be escaped and no user input reaches FTS5's query syntax.
-        let expression = words
-            .iter()
-            .map(|word| format!("\"{word}\"*"))
-            .collect::<Vec<_>>()
-            .join(" ");
-        q.push(
-            " AND r.id IN (SELECT referral_id FROM referral_search WHERE referral_search MATCH ",
-        )
+        };
+        // `+r.id` keeps SQLite from driving the query by the matches' ids, so that it walks
+        // the scope's index and checks each referral against the (once computed) match set.
+        q.push(match plan {
+            MatchPlan::FromMatches => " AND r.id IN ",
+            MatchPlan::FromScope => " AND +r.id IN ",
+        })
+        .push("(SELECT referral_id FROM referral_search WHERE referral_search MATCH ")
         .push_bind(expression)
         .push(")");
     }
@@ -81,7 +104,7 @@ impl SearchDialect for sqlx::Sqlite {
 }
 
 impl SearchDialect for sqlx::Postgres {
-    fn push_match(q: &mut QueryBuilder<'_, Self>, text: &str) {
+    fn push_match(q: &mut QueryBuilder<'_, Self>, text: &str, scope: &[String], _plan: MatchPlan) {
         let words = query_words(text);
         if words.is_empty() {
             return;
@@ -90,6 +113,7 @@ impl SearchDialect for sqlx::Postgres {
         let expression = words
             .iter()
             .map(|word| format!("{word}:*"))
+            .chain(scope.iter().cloned())
             .collect::<Vec<_>>()
             .join(" & ");
         q.push(" AND r.search_vector @@ to_tsquery('french', ")
@@ -115,14 +139,16 @@ impl SearchDialect for sqlx::Postgres {
 /// transaction.
 macro_rules! refresh_search {
     ($tx:expr, $id:expr, $db:ty) => {{
-        let (title, facts, reference, administration_reference, parquet_number): (
+        let (title, facts, reference, administration_reference, parquet_number, parquet_id, administration_id): (
             String,
             String,
             Option<String>,
             Option<String>,
             Option<String>,
+            Option<Uuid>,
+            Uuid,
         ) = sqlx::query_as(
-            "SELECT title, facts, reference, administration_reference, parquet_number FROM referrals WHERE id = $1",
+            "SELECT title, facts, reference, administration_reference, parquet_number, parquet_id, administration_id FROM referrals WHERE id = $1",
         )
         .bind($id)
         .fetch_one(&mut *$tx)
@@ -145,7 +171,9 @@ macro_rules! refresh_search {
                 text.push_str(&part);
             }
         }
-        let document = ::domain::text::search_key(&text);
+        let mut document = ::domain::text::search_key(&text);
+        document.push(' ');
+        document.push_str(&::domain::text::scope_words(parquet_id, administration_id));
         <$db as $crate::search::SearchDialect>::write_document(&mut *$tx, $id, &document).await?;
     }};
 }

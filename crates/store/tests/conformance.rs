@@ -170,6 +170,7 @@ conformance!(
     journal_chain_catches_alteration_deletion_and_reordering,
     full_text_search_finds_words_stems_parties_and_references,
     indicators_cells_follow_every_change,
+    search_with_many_matches_stays_in_scope_and_in_order,
 );
 
 async fn full_text_search_finds_words_stems_parties_and_references(store: Store) {
@@ -1388,4 +1389,103 @@ async fn indicators_cells_follow_every_change(store: Store) {
     assert_eq!(national.backlog_by_age, [0; 5]);
     assert_eq!(national.nearing_limitation, 0);
     let _ = april;
+}
+
+/// A search with many matches within a scope (where SQLite walks the scope's index rather
+/// than every match) returns the same referrals, in the same order, as one with few.
+async fn search_with_many_matches_stays_in_scope_and_in_order(store: Store) {
+    let w = world(store).await;
+    w.store.load_reference_data().await.expect("reference data");
+    let start = DateTime::parse_from_rfc3339("2025-01-01T08:00:00Z")
+        .expect("instant")
+        .with_timezone(&Utc);
+    // 2 500 referrals about waste, five in six to Blois (more than the few-matches threshold
+    // in each scope), and one about a rare word.
+    let batch: Vec<ScaleReferral> = (0..2_501)
+        .map(|index| {
+            let at = start + Duration::minutes(index);
+            let parquet = if index % 6 == 5 {
+                &w.other_parquet
+            } else {
+                &w.parquet
+            };
+            ScaleReferral {
+                id: Uuid::now_v7(),
+                reference: format!("IP-2025-{index:06}"),
+                status: "submitted".into(),
+                kind: "article_40".into(),
+                urgency: "normal".into(),
+                title: if index == 2_500 {
+                    "Stockage de pneumatiques".into()
+                } else {
+                    format!("Dépôt de déchets n° {index}")
+                },
+                facts: "Constat.".into(),
+                commune_insee: "41018".into(),
+                administration_id: w.administration.id,
+                author_id: w.agent.id,
+                parquet_id: parquet.id,
+                parquet_number: None,
+                limitation_date: None,
+                decision: None,
+                created_at: at,
+                submitted_at: at,
+                acknowledged_at: None,
+                registered_at: None,
+                decided_at: None,
+                offence_code: 7151,
+                party_name: "SARL Exemple".into(),
+                party_siret: "13002526500013".into(),
+                author_name: "Agent".into(),
+                administration_name: "DDPP 41".into(),
+            }
+        })
+        .collect();
+    w.store.insert_scale_batch(&batch).await.expect("batch");
+    let list = |parquet: Option<Uuid>, query: &str, limit: i64| {
+        let store = w.store.clone();
+        let filter = ReferralFilter {
+            parquet_id: parquet,
+            sent_only: true,
+            query: Some(query.into()),
+            limit,
+            ..Default::default()
+        };
+        async move { store.list_referrals(&filter).await.expect("list") }
+    };
+    let blois = list(Some(w.parquet.id), "dechets", 50).await;
+    assert_eq!(blois.len(), 50);
+    assert!(blois.iter().all(|r| r.parquet_id == Some(w.parquet.id)));
+    assert_eq!(
+        blois[0].reference.as_deref(),
+        Some("IP-2025-002499"),
+        "newest first"
+    );
+    let tours = list(Some(w.other_parquet.id), "dechets", 50).await;
+    assert!(tours
+        .iter()
+        .all(|r| r.parquet_id == Some(w.other_parquet.id)));
+    assert_eq!(tours[0].reference.as_deref(), Some("IP-2025-002495"));
+    assert!(blois.windows(2).all(|p| p[0].created_at > p[1].created_at));
+    let everywhere = list(None, "dechets", 1000).await;
+    assert_eq!(everywhere.len(), 1000);
+    assert_eq!(everywhere[0].reference.as_deref(), Some("IP-2025-002499"));
+    // Index 2 500 went to Blois (2 500 % 6 = 4).
+    let rare = list(Some(w.parquet.id), "pneumatiques", 50).await;
+    assert_eq!(rare.len(), 1);
+    assert!(list(Some(w.other_parquet.id), "pneumatiques", 50)
+        .await
+        .is_empty());
+    // The same through the administration's scope words.
+    let sender = ReferralFilter {
+        administration_id: Some(w.administration.id),
+        query: Some("dechets".into()),
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(
+        w.store.list_referrals(&sender).await.expect("list").len(),
+        10
+    );
+    assert_eq!(w.store.count_matching(&sender).await.expect("count"), 2_500);
 }
