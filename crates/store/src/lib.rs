@@ -236,13 +236,7 @@ pub mod testing {
 
     /// Creates an empty, migrated PostgreSQL database with a unique name.
     pub async fn fresh_postgres(admin_url: &str) -> StoreResult<(Store, String)> {
-        let name = format!("ip_test_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = sqlx::PgConnection::connect(admin_url).await?;
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut admin)
-            .await?;
-        admin.close().await?;
-        let url = with_database(admin_url, &name);
+        let url = empty_postgres(admin_url).await?;
         let store = Store::connect(&url).await?;
         store.migrate().await?;
         Ok((store, url))
