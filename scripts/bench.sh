@@ -88,9 +88,9 @@ time_requests "search, two words" "$clerk" "/api/v1/referrals?q=travail+chantier
 ids=$(curl -s -H "Authorization: Bearer $clerk" "http://127.0.0.1:$port/api/v1/referrals?limit=50" | python3 -c "import json,sys; print(' '.join('/api/v1/referrals/' + i['id'] for i in json.load(sys.stdin)['items']))")
 # shellcheck disable=SC2086
 time_requests "referral (API)" "$clerk" $ids
-time_requests "statistics page, national, last 12 months (admin)" "$admin" /statistiques
-time_requests "statistics page, national, all time (admin)" "$admin" "/statistiques?from="
-time_requests "statistics page, public, all time" "$admin" "/statistiques/publiques?from="
+requests=50 time_requests "statistics page, national, last 12 months (admin)" "$admin" /statistiques
+requests=50 time_requests "statistics page, national, all time (admin)" "$admin" "/statistiques?from="
+requests=50 time_requests "statistics page, public, all time" "$admin" "/statistiques/publiques?from="
 requests=20 time_requests "statistics, national, every table as CSV, all time" "$admin" "/statistiques.csv?from="
 echo "server RSS after the latency runs: $(( $(awk '/VmRSS/ {print $2}' /proc/$server/status) / 1024 )) MB"
 

@@ -65,15 +65,25 @@ impl SearchDialect for sqlx::Sqlite {
         let Some(expression) = fts5_expression(text, scope) else {
             return;
         };
-        // `+r.id` keeps SQLite from driving the query by the matches' ids, so that it walks
-        // the scope's index and checks each referral against the (once computed) match set.
-        q.push(match plan {
-            MatchPlan::FromMatches => " AND r.id IN ",
-            MatchPlan::FromScope => " AND +r.id IN ",
-        })
-        .push("(SELECT referral_id FROM referral_search WHERE referral_search MATCH ")
+        // Matches are taken as FTS rowids (read from the index alone: asking FTS5 for its
+        // referral_id column would read every matching document) and mapped through
+        // referral_search_rows. FromScope walks the scope's index and tests each referral's
+        // rowid against the match set; FromMatches fetches the matching referrals.
+        match plan {
+            MatchPlan::FromMatches => q.push(
+                " AND r.id IN (SELECT sr.referral_id FROM referral_search_rows sr WHERE sr.rowid IN \
+                 (SELECT rowid FROM referral_search WHERE referral_search MATCH ",
+            ),
+            MatchPlan::FromScope => q.push(
+                " AND (SELECT sr.rowid FROM referral_search_rows sr WHERE sr.referral_id = r.id) IN \
+                 (SELECT rowid FROM referral_search WHERE referral_search MATCH ",
+            ),
+        }
         .push_bind(expression)
-        .push(")");
+        .push(match plan {
+            MatchPlan::FromMatches => "))",
+            MatchPlan::FromScope => ")",
+        });
     }
 
     async fn write_document(

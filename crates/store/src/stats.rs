@@ -313,12 +313,14 @@ impl Store {
                 .push_bind(year)
                 .push(" THEN 1 ELSE 0 END) AS under_12, SUM(CASE WHEN r.submitted_at < ")
                 .push_bind(year)
-                .push(" THEN 1 ELSE 0 END) AS older, SUM(CASE WHEN r.limitation_date <= ")
+                .push(" THEN 1 ELSE 0 END) AS older, SUM(CASE WHEN r.submitted_at IS NOT NULL AND r.limitation_date <= ")
                 .push_bind(horizon)
+                // The WHERE clause is the open-referrals indexes' own, word for word: any other
+                // condition (such as `submitted_at IS NOT NULL`) lets SQLite prefer another
+                // index and read every referral (10 s at 1.2 million instead of 0.1 s).
                 .push(
                     " THEN 1 ELSE 0 END) AS nearing FROM referrals r \
-                     WHERE r.decided_at IS NULL AND r.status NOT IN ('draft', 'withdrawn', 'closed') \
-                     AND r.submitted_at IS NOT NULL",
+                     WHERE r.decided_at IS NULL AND r.status NOT IN ('draft', 'withdrawn', 'closed')",
                 );
             match filter.scope {
                 Scope::National => {}
