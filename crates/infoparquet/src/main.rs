@@ -700,7 +700,7 @@ async fn main() -> anyhow::Result<()> {
             }
             // Count what the worker may not have counted yet.
             store.refresh_stats().await?;
-            let cells = store.stats_cells(&filter).await?;
+            let cells = store.stats_cells(&filter, true).await?;
             let open = store.open_referrals(&filter, Utc::now()).await?;
             let i = domain::stats::indicators(&cells, open);
             let hours =

@@ -245,8 +245,14 @@ impl Store {
         Ok(())
     }
 
-    /// The cells of a scope over a period.
-    pub async fn stats_cells(&self, filter: &StatsFilter) -> StoreResult<Vec<Cell>> {
+    /// The cells of a scope over a period. Without `per_organisation`, the cells broken down by
+    /// parquet and by administration are left out: nationally they are nine in ten of the
+    /// cells, and the public page never shows them.
+    pub async fn stats_cells(
+        &self,
+        filter: &StatsFilter,
+        per_organisation: bool,
+    ) -> StoreResult<Vec<Cell>> {
         let rows: Vec<CellRow> = on_pool!(self, |pool, Db| {
             let mut q = sqlx::QueryBuilder::<Db>::new(
                 "SELECT scope, scope_id, month, axis, value, received, decided, dismissed, urgent, urgent_in_time, \
@@ -260,6 +266,13 @@ impl Store {
             }
             if let Some(to) = filter.to_month {
                 q.push(" AND month <= ").push_bind(to);
+            }
+            if !per_organisation {
+                q.push(" AND axis NOT IN (")
+                    .push_bind(Axis::Parquet.code())
+                    .push(", ")
+                    .push_bind(Axis::Administration.code())
+                    .push(")");
             }
             q.build_query_as().fetch_all(pool).await
         })?;

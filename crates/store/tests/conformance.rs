@@ -1320,7 +1320,7 @@ async fn indicators_cells_follow_every_change(store: Store) {
     let figures = |filter: StatsFilter| {
         let store = w.store.clone();
         async move {
-            let cells = store.stats_cells(&filter).await.expect("cells");
+            let cells = store.stats_cells(&filter, true).await.expect("cells");
             let open = store.open_referrals(&filter, now).await.expect("open");
             indicators(&cells, open)
         }
@@ -1363,6 +1363,25 @@ async fn indicators_cells_follow_every_change(store: Store) {
     })
     .await;
     assert_eq!(everything.received, 3);
+    // Without the per-organisation cells (the public page): the same totals, no breakdown by
+    // parquet or administration.
+    let public = w
+        .store
+        .stats_cells(&march(Scope::National), false)
+        .await
+        .expect("cells");
+    assert_eq!(indicators(&public, Default::default()).received, 2);
+    assert!(public.iter().all(|c| !matches!(
+        c.axis,
+        domain::stats::Axis::Parquet | domain::stats::Axis::Administration
+    )));
+    assert!(w
+        .store
+        .stats_cells(&march(Scope::National), true)
+        .await
+        .expect("cells")
+        .iter()
+        .any(|c| c.axis == domain::stats::Axis::Parquet));
     assert_eq!(everything.backlog_by_age, [1, 1, 0, 0, 0]);
 
     // A later change in March is counted at the next refresh; April is left alone.

@@ -272,7 +272,7 @@ async fn compute(
     filter: &StatsFilter,
     public: bool,
 ) -> Result<Computed, PageError> {
-    let cells = state.store.stats_cells(filter).await?;
+    let cells = state.store.stats_cells(filter, !public).await?;
     let open = state.store.open_referrals(filter, state.now()).await?;
     let mut breakdowns = Vec::new();
     for dimension in dimensions(filter.scope, public) {
