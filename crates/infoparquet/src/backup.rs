@@ -280,11 +280,11 @@ pub async fn restore(config: &Config, source: &Path) -> anyhow::Result<RestoreSu
     // The restored copy proves itself: migrations apply, every document opens (unsealed with
     // the configured keys) to the SHA-256 recorded when it was received, the journal chains.
     let store = crate::open_store(config).await?;
-    let state = crate::app_state(config, store.clone()).await?;
+    // Only the documents are needed: no signing key is loaded (nor generated) here.
+    let files = crate::file_store(config).await?;
     let mut verified = 0;
     for document in store.stored_documents().await? {
-        let reader = state
-            .files
+        let reader = files
             .reader(&document.storage_key, document.wrapped_key.as_deref())
             .with_context(|| format!("document {} cannot be opened", document.storage_key))?;
         let sha256 = tokio::task::spawn_blocking(move || hash_reader(reader))

@@ -284,19 +284,25 @@ async fn open_store(config: &Config) -> anyhow::Result<Store> {
     Ok(store)
 }
 
+/// The attachment store with the configured keys.
+pub async fn file_store(config: &Config) -> anyhow::Result<files::FileStore> {
+    Ok(
+        files::FileStore::open(&config.data_dir, config.max_upload_bytes)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot use the attachment directory {}",
+                    config.data_dir.display()
+                )
+            })?
+            .with_keys(load_key_ring(config)?),
+    )
+}
+
 pub async fn app_state(config: &Config, store: Store) -> anyhow::Result<web::AppState> {
-    let files = files::FileStore::open(&config.data_dir, config.max_upload_bytes)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot use the attachment directory {}",
-                config.data_dir.display()
-            )
-        })?
-        .with_keys(load_key_ring(config)?);
     Ok(web::AppState::new(
         store,
-        files,
+        file_store(config).await?,
         web::WebConfig {
             public_url: config.public_url.clone(),
             secure_cookies: config.secure_cookies,

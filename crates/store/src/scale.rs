@@ -202,19 +202,12 @@ impl Store {
         })?)
     }
 
-    /// How many referrals (drafts included) the database holds; 0 for a database not yet
-    /// migrated.
+    /// How many referrals (drafts included) the database holds.
     pub async fn referral_count(&self) -> StoreResult<i64> {
-        let counted: Result<i64, sqlx::Error> = on_pool!(self, |pool| {
+        Ok(on_pool!(self, |pool| {
             sqlx::query_scalar("SELECT COUNT(*) FROM referrals")
                 .fetch_one(pool)
                 .await
-        });
-        match counted {
-            Ok(n) => Ok(n),
-            // No referrals table: an empty database.
-            Err(sqlx::Error::Database(_)) => Ok(0),
-            Err(other) => Err(other.into()),
-        }
+        })?)
     }
 }

@@ -90,8 +90,8 @@ struct OpenRow {
     nearing: Option<i64>,
 }
 
-/// Rows per INSERT when writing cells: 13 parameters each, under SQLite's 32 766.
-const CELLS_PER_INSERT: usize = 1_000;
+/// Rows (or listed ids) per statement: a cell row binds 13 parameters, under SQLite's 32 766.
+const ROWS_PER_STATEMENT: usize = 1_000;
 
 impl Store {
     /// The facts of the referrals sent in [from, to).
@@ -174,7 +174,7 @@ impl Store {
             self.recompute_month(month).await?;
         }
         let ids: Vec<i64> = changes.iter().map(|c| c.id).collect();
-        for chunk in ids.chunks(CELLS_PER_INSERT) {
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
             on_pool!(self, |pool, Db| {
                 let mut q =
                     sqlx::QueryBuilder::<Db>::new("DELETE FROM stats_changes WHERE id IN (");
@@ -218,7 +218,7 @@ impl Store {
                 .bind(month)
                 .execute(&mut *tx)
                 .await?;
-            for chunk in cells.chunks(CELLS_PER_INSERT) {
+            for chunk in cells.chunks(ROWS_PER_STATEMENT) {
                 let mut q = sqlx::QueryBuilder::<Db>::new(
                     "INSERT INTO stats_cells (scope, scope_id, month, axis, value, received, decided, dismissed, \
                      urgent, urgent_in_time, to_acknowledgement, to_registration, to_decision) ",
@@ -368,7 +368,7 @@ impl Store {
     /// The names of organisations, for labelling breakdowns by parquet or administration.
     pub async fn organisation_names(&self, ids: &[Uuid]) -> StoreResult<HashMap<Uuid, String>> {
         let mut names = HashMap::with_capacity(ids.len());
-        for chunk in ids.chunks(CELLS_PER_INSERT) {
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
             let rows: Vec<(Uuid, String)> = on_pool!(self, |pool, Db| {
                 let mut q = sqlx::QueryBuilder::<Db>::new(
                     "SELECT id, name FROM organisations WHERE id IN (",
