@@ -1,7 +1,8 @@
 //! Organisations, users, API tokens and browser sessions.
 
 use crate::{
-    on_pool, ApiToken, Organisation, ParquetSummary, Store, StoreError, StoreResult, User,
+    on_pool, on_writer, ApiToken, Organisation, ParquetSummary, Store, StoreError, StoreResult,
+    User,
 };
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -10,6 +11,11 @@ const ORGANISATION_COLUMNS: &str =
     "id, kind, name, siret, court_code, departement, requires_validation, created_at";
 const USER_COLUMNS: &str =
     "id, organisation_id, email, display_name, role, password_hash, active, created_at";
+
+/// How stale a token's last use or a session's last activity may be before it is written again.
+/// Writing it at every request made every read (an inbox, a search) a durable write waiting its
+/// turn behind submissions; a minute is well inside the session's idle timeout.
+const LAST_USE_GRANULARITY: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 
 impl Store {
     /// Inserts an organisation, or returns the existing one with the same SIRET (administrations)
@@ -29,7 +35,7 @@ impl Store {
         let sql = format!(
             "INSERT INTO organisations ({ORGANISATION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
         );
-        on_pool!(self, |pool| sqlx::query(&sql)
+        on_writer!(self, |pool| sqlx::query(&sql)
             .bind(organisation.id)
             .bind(&organisation.kind)
             .bind(&organisation.name)
@@ -92,7 +98,7 @@ impl Store {
     pub async fn create_user(&self, user: &User) -> StoreResult<()> {
         let sql =
             format!("INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)");
-        on_pool!(self, |pool| sqlx::query(&sql)
+        on_writer!(self, |pool| sqlx::query(&sql)
             .bind(user.id)
             .bind(user.organisation_id)
             .bind(user.email.to_lowercase())
@@ -138,7 +144,7 @@ impl Store {
     pub async fn create_api_token(&self, token: &ApiToken, token_hash: &str) -> StoreResult<()> {
         let sql = "INSERT INTO api_tokens (id, user_id, name, token_hash, scope, created_at, expires_at, revoked_at, last_used_at) \
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
-        on_pool!(self, |pool| sqlx::query(sql)
+        on_writer!(self, |pool| sqlx::query(sql)
             .bind(token.id)
             .bind(token.user_id)
             .bind(&token.name)
@@ -175,7 +181,13 @@ impl Store {
         let Some(user) = self.user(token.user_id).await?.filter(|u| u.active) else {
             return Ok(None);
         };
-        on_pool!(self, |pool| sqlx::query(
+        if token
+            .last_used_at
+            .is_some_and(|at| now - at < LAST_USE_GRANULARITY)
+        {
+            return Ok(Some((user, token)));
+        }
+        on_writer!(self, |pool| sqlx::query(
             "UPDATE api_tokens SET last_used_at = $1 WHERE id = $2"
         )
         .bind(now)
@@ -194,7 +206,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
         let sql = "INSERT INTO sessions (id_hash, user_id, csrf_token, created_at, last_seen_at) VALUES ($1, $2, $3, $4, $4)";
-        on_pool!(self, |pool| sqlx::query(sql)
+        on_writer!(self, |pool| sqlx::query(sql)
             .bind(id_hash)
             .bind(user_id)
             .bind(csrf_token)
@@ -214,24 +226,20 @@ impl Store {
         seen_after: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<(User, String)>> {
-        let sql = "SELECT user_id, csrf_token FROM sessions WHERE id_hash = $1 AND created_at > $2 AND last_seen_at > $3";
-        let found: Option<(Uuid, String)> = on_pool!(self, |pool| sqlx::query_as(sql)
-            .bind(id_hash)
-            .bind(created_after)
-            .bind(seen_after)
-            .fetch_optional(pool)
-            .await)?;
-        let Some((user_id, csrf)) = found else {
+        let sql = "SELECT user_id, csrf_token, last_seen_at FROM sessions WHERE id_hash = $1 AND created_at > $2 AND last_seen_at > $3";
+        let found: Option<(Uuid, String, DateTime<Utc>)> =
+            on_pool!(self, |pool| sqlx::query_as(sql)
+                .bind(id_hash)
+                .bind(created_after)
+                .bind(seen_after)
+                .fetch_optional(pool)
+                .await)?;
+        let Some((user_id, csrf, last_seen_at)) = found else {
             return Ok(None);
         };
-        on_pool!(self, |pool| sqlx::query(
-            "UPDATE sessions SET last_seen_at = $1 WHERE id_hash = $2"
-        )
-        .bind(now)
-        .bind(id_hash)
-        .execute(pool)
-        .await
-        .map(|r| r.rows_affected()))?;
+        if now - last_seen_at >= LAST_USE_GRANULARITY {
+            self.touch_session(id_hash, now).await?;
+        }
         Ok(self
             .user(user_id)
             .await?
@@ -239,8 +247,20 @@ impl Store {
             .map(|u| (u, csrf)))
     }
 
+    async fn touch_session(&self, id_hash: &str, now: DateTime<Utc>) -> StoreResult<()> {
+        on_writer!(self, |pool| sqlx::query(
+            "UPDATE sessions SET last_seen_at = $1 WHERE id_hash = $2"
+        )
+        .bind(now)
+        .bind(id_hash)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
     pub async fn delete_session(&self, id_hash: &str) -> StoreResult<()> {
-        on_pool!(self, |pool| sqlx::query(
+        on_writer!(self, |pool| sqlx::query(
             "DELETE FROM sessions WHERE id_hash = $1"
         )
         .bind(id_hash)
@@ -264,7 +284,7 @@ pub struct SavedFilter {
 impl Store {
     pub async fn save_filter(&self, filter: &SavedFilter) -> StoreResult<()> {
         let sql = "INSERT INTO saved_filters (id, user_id, name, query, created_at) VALUES ($1, $2, $3, $4, $5)";
-        on_pool!(self, |pool| sqlx::query(sql)
+        on_writer!(self, |pool| sqlx::query(sql)
             .bind(filter.id)
             .bind(filter.user_id)
             .bind(&filter.name)
@@ -286,7 +306,7 @@ impl Store {
 
     /// Deletes one of the user's own filters; another user's id deletes nothing.
     pub async fn delete_saved_filter(&self, user_id: Uuid, id: Uuid) -> StoreResult<bool> {
-        let deleted = on_pool!(self, |pool| sqlx::query(
+        let deleted = on_writer!(self, |pool| sqlx::query(
             "DELETE FROM saved_filters WHERE id = $1 AND user_id = $2"
         )
         .bind(id)
@@ -330,7 +350,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> StoreResult<Option<DateTime<Utc>>> {
         let email = email.trim().to_lowercase();
-        let failures: i64 = on_pool!(self, |pool| {
+        let failures: i64 = on_writer!(self, |pool| {
             sqlx::query_scalar(
             "INSERT INTO login_attempts (email, failures, last_failure_at) VALUES ($1, 1, $2) \
              ON CONFLICT (email) DO UPDATE SET failures = login_attempts.failures + 1, last_failure_at = $2 RETURNING failures"
@@ -345,7 +365,7 @@ impl Store {
         }
         let minutes = 1i64 << (failures - 5).min(11);
         let until = now + chrono::Duration::minutes(minutes.min(24 * 60));
-        on_pool!(self, |pool| sqlx::query(
+        on_writer!(self, |pool| sqlx::query(
             "UPDATE login_attempts SET locked_until = $2 WHERE email = $1"
         )
         .bind(&email)
@@ -357,7 +377,7 @@ impl Store {
     }
 
     pub async fn reset_login_failures(&self, email: &str) -> StoreResult<()> {
-        on_pool!(self, |pool| sqlx::query(
+        on_writer!(self, |pool| sqlx::query(
             "DELETE FROM login_attempts WHERE email = $1"
         )
         .bind(email.trim().to_lowercase())
@@ -391,7 +411,7 @@ impl Store {
         response: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
-        on_pool!(self, |pool| {
+        on_writer!(self, |pool| {
             sqlx::query(
             "INSERT INTO idempotency_keys (user_id, key, request_hash, status, response, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (user_id, key) DO NOTHING"

@@ -1,7 +1,7 @@
 //! The journal: an append-only log whose entries are chained by SHA-256, written in the same
 //! transaction as the change they record, and checkpoints signed with Ed25519.
 
-use crate::{on_pool, ActorInfo, Store, StoreResult};
+use crate::{on_pool, on_writer, ActorInfo, Store, StoreResult};
 use chrono::{DateTime, Utc};
 use domain::integrity::{canonical_instant, AuditRecord, ChainFault, ChainVerifier, Signer};
 use uuid::Uuid;
@@ -113,7 +113,7 @@ const BATCH: i64 = 5_000;
 impl Store {
     /// Journals an action that changes nothing else (a read, a download, a login).
     pub async fn audit(&self, input: &AuditInput) -> StoreResult<()> {
-        on_pool!(self, |pool| {
+        on_writer!(self, |pool| {
             let mut tx = pool.begin().await?;
             append_audit!(tx, input);
             tx.commit().await?;
@@ -205,7 +205,7 @@ impl Store {
             at,
             public_key: signer.public_key(),
         };
-        on_pool!(self, |pool| {
+        on_writer!(self, |pool| {
             sqlx::query("INSERT INTO audit_checkpoints (seq, hash, at, public_key, signature) VALUES ($1, $2, $3, $4, $5)")
             .bind(checkpoint.seq)
             .bind(&checkpoint.hash)

@@ -1,7 +1,7 @@
 //! Notifications (in-app), the outbox of e-mails (a jobs table claimed by workers), the on-call
 //! rota, escalation contacts and per-parquet deadlines.
 
-use crate::{on_pool, Store, StoreResult, User};
+use crate::{on_pool, on_writer, Store, StoreResult, User};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -148,7 +148,7 @@ pub(crate) use write_outbox;
 impl Store {
     /// Writes outbox messages on their own (when no other change goes with them).
     pub async fn enqueue(&self, messages: &[OutboxMessage], now: DateTime<Utc>) -> StoreResult<()> {
-        on_pool!(self, |pool| {
+        on_writer!(self, |pool| {
             let mut tx = pool.begin().await?;
             write_outbox!(tx, messages, now);
             tx.commit().await?;
@@ -168,7 +168,7 @@ impl Store {
         limit: i64,
     ) -> StoreResult<Vec<Job>> {
         let until = now + lease;
-        let jobs = match &self.pool {
+        let jobs = match &self.writer {
             crate::Pool::Postgres(pool) => {
                 sqlx::query_as(
                     "UPDATE jobs SET locked_until = $1, attempts = attempts + 1 WHERE id IN ( \
@@ -202,7 +202,7 @@ impl Store {
     }
 
     pub async fn complete_job(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<()> {
-        on_pool!(self, |pool| {
+        on_writer!(self, |pool| {
             sqlx::query("UPDATE jobs SET status = 'done', done_at = $2, locked_until = NULL, last_error = NULL WHERE id = $1")
             .bind(id)
             .bind(now)
@@ -222,7 +222,7 @@ impl Store {
         give_up: bool,
     ) -> StoreResult<()> {
         let status = if give_up { "failed" } else { "pending" };
-        on_pool!(self, |pool| {
+        on_writer!(self, |pool| {
             sqlx::query("UPDATE jobs SET status = $2, run_at = $3, locked_until = NULL, last_error = $4 WHERE id = $1")
             .bind(id)
             .bind(status)
@@ -277,7 +277,7 @@ impl Store {
         user_id: Uuid,
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
-        on_pool!(self, |pool| sqlx::query(
+        on_writer!(self, |pool| sqlx::query(
             "UPDATE notifications SET read_at = $2 WHERE user_id = $1 AND read_at IS NULL"
         )
         .bind(user_id)
@@ -289,7 +289,7 @@ impl Store {
     }
 
     pub async fn set_email_notifications(&self, user_id: Uuid, enabled: bool) -> StoreResult<()> {
-        on_pool!(self, |pool| sqlx::query(
+        on_writer!(self, |pool| sqlx::query(
             "UPDATE users SET email_notifications = $2 WHERE id = $1"
         )
         .bind(user_id)
@@ -311,7 +311,7 @@ impl Store {
     }
 
     pub async fn add_shift(&self, shift: &OnCallShift, now: DateTime<Utc>) -> StoreResult<()> {
-        on_pool!(self, |pool| {
+        on_writer!(self, |pool| {
             sqlx::query(
             "INSERT INTO on_call_shifts (id, parquet_id, user_id, starts_at, ends_at, phone, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)"
         )
@@ -330,7 +330,7 @@ impl Store {
     }
 
     pub async fn delete_shift(&self, parquet_id: Uuid, id: Uuid) -> StoreResult<bool> {
-        let deleted = on_pool!(self, |pool| sqlx::query(
+        let deleted = on_writer!(self, |pool| sqlx::query(
             "DELETE FROM on_call_shifts WHERE id = $1 AND parquet_id = $2"
         )
         .bind(id)
@@ -381,7 +381,7 @@ impl Store {
         contact: &EscalationContact,
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
-        on_pool!(self, |pool| {
+        on_writer!(self, |pool| {
             sqlx::query(
             "INSERT INTO escalation_contacts (id, parquet_id, name, function, email, created_at) VALUES ($1, $2, $3, $4, $5, $6)"
         )
@@ -399,7 +399,7 @@ impl Store {
     }
 
     pub async fn delete_escalation_contact(&self, parquet_id: Uuid, id: Uuid) -> StoreResult<bool> {
-        let deleted = on_pool!(self, |pool| sqlx::query(
+        let deleted = on_writer!(self, |pool| sqlx::query(
             "DELETE FROM escalation_contacts WHERE id = $1 AND parquet_id = $2"
         )
         .bind(id)
@@ -440,7 +440,7 @@ impl Store {
                    VALUES ($1, $2, $3, $4, $5) ON CONFLICT (parquet_id) DO UPDATE SET immediate_acknowledge_minutes = excluded.immediate_acknowledge_minutes, \
                    urgent_acknowledge_hours = excluded.urgent_acknowledge_hours, normal_register_working_days = excluded.normal_register_working_days, \
                    escalation_interval_minutes = excluded.escalation_interval_minutes";
-        on_pool!(self, |pool| sqlx::query(sql)
+        on_writer!(self, |pool| sqlx::query(sql)
             .bind(parquet_id)
             .bind(settings.immediate_acknowledge_minutes)
             .bind(settings.urgent_acknowledge_hours)

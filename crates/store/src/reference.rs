@@ -3,8 +3,8 @@
 //! importers take the Ministry's official files, in whatever encoding they come.
 
 use crate::{
-    on_pool, CommuneHit, DismissalReason, Offence, Organisation, ParquetRef, Store, StoreError,
-    StoreResult,
+    on_pool, on_writer, CommuneHit, DismissalReason, Offence, Organisation, ParquetRef, Store,
+    StoreError, StoreResult,
 };
 use chrono::Utc;
 use domain::competence::{derive_competences, CommuneGeo, Competence, CourtSeat};
@@ -280,7 +280,7 @@ impl Store {
     }
 
     async fn insert_communes(&self, rows: &[CommuneRow]) -> StoreResult<()> {
-        on_pool!(self, |pool, Db| {
+        on_writer!(self, |pool, Db| {
             let mut tx = pool.begin().await?;
             for chunk in rows.chunks(BATCH) {
                 let mut query = sqlx::QueryBuilder::<Db>::new(
@@ -307,7 +307,7 @@ impl Store {
 
     /// Inserts or replaces offences by number (the official file is the authority).
     pub async fn upsert_offences(&self, rows: &[Offence]) -> StoreResult<()> {
-        on_pool!(self, |pool, Db| {
+        on_writer!(self, |pool, Db| {
             let mut tx = pool.begin().await?;
             for chunk in rows.chunks(BATCH) {
                 let mut query = sqlx::QueryBuilder::<Db>::new(
@@ -350,7 +350,7 @@ impl Store {
                 r.get(1).unwrap_or("").to_string(),
             ));
         }
-        on_pool!(self, |pool, Db| {
+        on_writer!(self, |pool, Db| {
             let mut query =
                 sqlx::QueryBuilder::<Db>::new("INSERT INTO dismissal_reasons (code, label) ");
             query.push_values(&reasons, |mut b, (code, label)| {
@@ -397,7 +397,7 @@ impl Store {
     }
 
     async fn write_competences(&self, rows: &[(String, Uuid, &'static str)]) -> StoreResult<()> {
-        on_pool!(self, |pool, Db| {
+        on_writer!(self, |pool, Db| {
             let mut tx = pool.begin().await?;
             for chunk in rows.chunks(BATCH) {
                 let mut query = sqlx::QueryBuilder::<Db>::new(

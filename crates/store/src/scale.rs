@@ -3,7 +3,7 @@
 //! data ever takes: real referrals go through the service and its journal.
 
 use crate::search::SearchDialect;
-use crate::{on_pool, Store, StoreResult};
+use crate::{on_pool, on_writer, Store, StoreResult};
 use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
@@ -43,7 +43,7 @@ impl Store {
     /// Inserts a batch of synthetic referrals (each with two timeline entries, one party, one
     /// offence and its search document) in one transaction.
     pub async fn insert_scale_batch(&self, batch: &[ScaleReferral]) -> StoreResult<()> {
-        on_pool!(self, |pool, Db| {
+        on_writer!(self, |pool, Db| {
             let mut tx = pool.begin().await?;
             for chunk in batch.chunks(ROWS_PER_STATEMENT) {
                 let mut q = sqlx::QueryBuilder::<Db>::new(
@@ -147,7 +147,7 @@ impl Store {
 
     /// Refreshes the planner's statistics after a bulk load.
     pub async fn analyze(&self) -> StoreResult<()> {
-        on_pool!(self, |pool| sqlx::query("ANALYZE")
+        on_writer!(self, |pool| sqlx::query("ANALYZE")
             .execute(pool)
             .await
             .map(|r| r.rows_affected()))?;

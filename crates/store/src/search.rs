@@ -28,7 +28,8 @@ pub(crate) trait SearchDialect: sqlx::Database + Sized {
 
 /// How a search within a scope is answered. Few matches: read them and fetch their referrals.
 /// Many: walk the scope's referrals newest first (by index) and keep those that match, which
-/// stops after one page. Only SQLite needs telling; PostgreSQL's planner weighs it itself.
+/// stops after one page. SQLite chooses from a bounded count of the matches; PostgreSQL walks
+/// the scope within `SCOPE_WALK_BUDGET_MS` and reads the matches when that runs out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MatchPlan {
     FromMatches,
@@ -37,6 +38,10 @@ pub enum MatchPlan {
 
 /// Beyond this many matches, walking the scope is cheaper than fetching every match.
 pub(crate) const FEW_MATCHES: i64 = 2_000;
+
+/// How long PostgreSQL may walk a scope looking for a page of matches (a few thousand
+/// referrals) before the search reads the matches instead.
+pub(crate) const SCOPE_WALK_BUDGET_MS: u32 = 25;
 
 /// The FTS5 expression of a query: each word a quoted prefix, each scope word exact. Words only
 /// hold letters and digits, so the quoting cannot be escaped and no user input reaches FTS5's

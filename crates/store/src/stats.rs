@@ -2,7 +2,7 @@
 //! its referral in `stats_changes` within its own transaction, so no change can be missed; the
 //! worker then recomputes the cells of the months those referrals were sent in.
 
-use crate::{on_pool, Store, StoreResult};
+use crate::{on_pool, on_writer, Store, StoreResult};
 use chrono::{DateTime, NaiveDate, Utc};
 use domain::stats::{Axis, Cell, Counts, OpenReferrals, ReferralFacts, Scope};
 use sqlx::types::Json;
@@ -175,7 +175,7 @@ impl Store {
         }
         let ids: Vec<i64> = changes.iter().map(|c| c.id).collect();
         for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-            on_pool!(self, |pool, Db| {
+            on_writer!(self, |pool, Db| {
                 let mut q =
                     sqlx::QueryBuilder::<Db>::new("DELETE FROM stats_changes WHERE id IN (");
                 let mut list = q.separated(", ");
@@ -192,7 +192,7 @@ impl Store {
     /// Queues every sent referral, so that the next refresh rebuilds all cells (after a bulk
     /// load that bypassed the timeline, such as `seed-scale`).
     pub async fn queue_all_for_stats(&self) -> StoreResult<()> {
-        on_pool!(self, |pool| {
+        on_writer!(self, |pool| {
             sqlx::query(
                 "INSERT INTO stats_changes (referral_id) SELECT id FROM referrals WHERE submitted_at IS NOT NULL",
             )
@@ -212,7 +212,7 @@ impl Store {
         };
         let facts = self.facts_sent_between(from, to).await?;
         let cells = domain::stats::cells_of(&facts);
-        on_pool!(self, |pool, Db| {
+        on_writer!(self, |pool, Db| {
             let mut tx = pool.begin().await?;
             sqlx::query("DELETE FROM stats_cells WHERE month = $1")
                 .bind(month)
