@@ -198,28 +198,45 @@ macro_rules! list_query {
     }};
 }
 
-/// PostgreSQL's planner cannot tell how many referrals a search matches (its estimate for the
-/// busiest parquet and a common word was 923 against 11 535), so it reads every match and sorts
-/// them (580 ms at 1.2 million). Walking the scope newest first and testing each referral finds
-/// a page of a common word in a few hundred rows (3 ms); for a rare word the walk would read the
-/// whole scope, so it gets a time budget, after which the matches drive the query instead.
-async fn walk_scope_within_budget(
+/// A search on PostgreSQL with the plan chosen here rather than by the planner, which cannot
+/// tell how many referrals a search matches: its estimate for the busiest parquet and a common
+/// word was 923 against 11 535, so it read every match and sorted them (580 ms at 1.2 million),
+/// and once a prepared statement's plan goes generic it no longer sees the words at all, and
+/// walked a whole parquet for a word found nowhere (1.1 s).
+/// - `FromScope` walks the scope newest first and tests each referral: a page of a common word
+///   is found in a few hundred rows (3 ms). For a rare word that walk would read the whole
+///   scope, so it gets a time budget; `None` when the budget runs out.
+/// - `FromMatches` reads the matches (the GIN index) and sorts them.
+///
+/// Planner settings last for this transaction only (`set_config(…, true)`), set in one round trip.
+async fn search_on_postgres(
     pool: &sqlx::PgPool,
     filter: &ReferralFilter,
+    plan: crate::search::MatchPlan,
 ) -> StoreResult<Option<Vec<ReferralSummary>>> {
+    use crate::search::MatchPlan;
     let mut tx = pool.begin().await?;
-    // Bitmap scans are how the planner reads the matches first; without them the scope's
-    // index, in order, is the cheapest path.
-    sqlx::query("SET LOCAL enable_bitmapscan = off")
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(&format!(
-        "SET LOCAL statement_timeout = {}",
-        crate::search::SCOPE_WALK_BUDGET_MS
-    ))
-    .execute(&mut *tx)
-    .await?;
-    let mut q = list_query!(filter, sqlx::Postgres, crate::search::MatchPlan::FromScope);
+    let settings = match plan {
+        // Without bitmap scans the matches cannot be read first; when the planner expects very
+        // few it prefers a (parallel, JIT-compiled) sequential scan, whose compilation alone
+        // outlasts the budget.
+        MatchPlan::FromScope => {
+            "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), set_config('jit', 'off', true), \
+             set_config('max_parallel_workers_per_gather', '0', true), set_config('enable_bitmapscan', 'off', true), \
+             set_config('enable_seqscan', 'off', true), set_config('statement_timeout', $1, true)"
+        }
+        MatchPlan::FromMatches => {
+            "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), set_config('jit', 'off', true), \
+             set_config('max_parallel_workers_per_gather', '0', true), set_config('enable_indexscan', 'off', true), \
+             set_config('enable_seqscan', 'off', true)"
+        }
+    };
+    let mut settings = sqlx::query(settings);
+    if plan == MatchPlan::FromScope {
+        settings = settings.bind(crate::search::SCOPE_WALK_BUDGET_MS.to_string());
+    }
+    settings.execute(&mut *tx).await?;
+    let mut q = list_query!(filter, sqlx::Postgres, plan);
     match q.build_query_as().fetch_all(&mut *tx).await {
         Ok(page) => {
             tx.commit().await?;
@@ -409,10 +426,12 @@ impl Store {
         use crate::search::MatchPlan;
         let plan = self.match_plan(filter).await?;
         if let (crate::Pool::Postgres(pool), MatchPlan::FromScope) = (&self.pool, plan) {
-            if let Some(page) = walk_scope_within_budget(pool, filter).await? {
+            if let Some(page) = search_on_postgres(pool, filter, MatchPlan::FromScope).await? {
                 return Ok(page);
             }
-            return self.list_with_plan(filter, MatchPlan::FromMatches).await;
+            if let Some(page) = search_on_postgres(pool, filter, MatchPlan::FromMatches).await? {
+                return Ok(page);
+            }
         }
         self.list_with_plan(filter, plan).await
     }
@@ -437,7 +456,7 @@ impl Store {
             return Ok(MatchPlan::FromMatches);
         };
         let crate::Pool::Sqlite(pool) = &self.pool else {
-            // PostgreSQL tries the scope first, within a time budget (`walk_scope_within_budget`).
+            // PostgreSQL tries the scope first, within a time budget (`search_on_postgres`).
             return Ok(MatchPlan::FromScope);
         };
         let mut scope = Vec::new();

@@ -225,6 +225,9 @@ pub async fn remind_undecided(state: &AppState) -> Result<usize, store::StoreErr
     Ok(reminded)
 }
 
+/// How often the worker looks for referrals to remind the parquet of.
+const REMINDER_ROUND_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// The worker loop: e-mails, escalations, webhooks and the indicators' cells, every few
 /// seconds, until `shutdown`.
 pub async fn run_worker(
@@ -240,12 +243,18 @@ pub async fn run_worker(
             None
         }
     };
+    let mut next_reminder_round = tokio::time::Instant::now();
     loop {
         if let Err(error) = escalate_overdue(&state).await {
             tracing::warn!(%error, "escalation round failed; will retry");
         }
-        if let Err(error) = remind_undecided(&state).await {
-            tracing::warn!(%error, "reminder round failed; will retry");
+        // Reminders are monthly: an hourly round is on time, and spares reading every
+        // registered referral every few seconds.
+        if tokio::time::Instant::now() >= next_reminder_round {
+            match remind_undecided(&state).await {
+                Ok(_) => next_reminder_round = tokio::time::Instant::now() + REMINDER_ROUND_EVERY,
+                Err(error) => tracing::warn!(%error, "reminder round failed; will retry"),
+            }
         }
         if let Some(mailer) = &mailer {
             if let Err(error) = process_due_jobs(&state, mailer).await {
