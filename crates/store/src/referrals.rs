@@ -176,24 +176,28 @@ macro_rules! list_query {
         // The last event the viewer may see: parquets never see sender-only entries and
         // senders never see parquet-internal ones.
         q.push_bind(if filter.sent_only { "sender" } else { "parquet" });
+        // The page's ids first, then their details: SQLite computes every selected column of
+        // every row it sorts, so sorting the full rows ran the last-event subquery and the joins
+        // for each of a parquet's waiting referrals rather than for the fifty shown.
         q.push(
             " ORDER BY e.at DESC, e.id DESC LIMIT 1) AS last_event \
-             FROM referrals r JOIN organisations a ON a.id = r.administration_id LEFT JOIN organisations p ON p.id = r.parquet_id \
-             LEFT JOIN parquet_settings s ON s.parquet_id = r.parquet_id WHERE 1 = 1",
+             FROM (SELECT r.id FROM referrals r WHERE 1 = 1",
         );
         push_filter!(q, filter, $db, plan);
-        match filter.order {
-            ListOrder::Newest => {
-                q.push(" ORDER BY r.created_at DESC, r.id DESC");
-            }
-            ListOrder::Inbox => {
-                q.push(" ORDER BY CASE r.urgency WHEN 'immediate' THEN 0 WHEN 'urgent' THEN 1 ELSE 2 END, r.submitted_at, r.id");
-            }
-        }
+        let order = match filter.order {
+            ListOrder::Newest => " ORDER BY r.created_at DESC, r.id DESC",
+            ListOrder::Inbox => " ORDER BY CASE r.urgency WHEN 'immediate' THEN 0 WHEN 'urgent' THEN 1 ELSE 2 END, r.submitted_at, r.id",
+        };
+        q.push(order);
         q.push(" LIMIT ").push_bind(filter.limit.clamp(1, 1000));
         if filter.offset > 0 {
             q.push(" OFFSET ").push_bind(filter.offset);
         }
+        q.push(
+            ") page JOIN referrals r ON r.id = page.id JOIN organisations a ON a.id = r.administration_id \
+             LEFT JOIN organisations p ON p.id = r.parquet_id LEFT JOIN parquet_settings s ON s.parquet_id = r.parquet_id",
+        );
+        q.push(order);
         q
     }};
 }
