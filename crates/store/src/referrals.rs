@@ -440,6 +440,22 @@ impl Store {
         self.list_with_plan(filter, plan).await
     }
 
+    /// `list_referrals` with the matches driving every search, whatever the plan would be:
+    /// only for tests that check both plans give the same page.
+    #[doc(hidden)]
+    pub async fn list_referrals_from_matches_for_tests(
+        &self,
+        filter: &ReferralFilter,
+    ) -> StoreResult<Vec<ReferralSummary>> {
+        use crate::search::MatchPlan;
+        if let crate::Pool::Postgres(pool) = &self.pool {
+            return search_on_postgres(pool, filter, MatchPlan::FromMatches)
+                .await?
+                .ok_or(StoreError::Reference("search cancelled".into()));
+        }
+        self.list_with_plan(filter, MatchPlan::FromMatches).await
+    }
+
     async fn list_with_plan(
         &self,
         filter: &ReferralFilter,

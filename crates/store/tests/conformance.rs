@@ -1472,6 +1472,35 @@ async fn search_with_many_matches_stays_in_scope_and_in_order(store: Store) {
         };
         async move { store.list_referrals(&filter).await.expect("list") }
     };
+    // Whichever side drives the query, the page is the same.
+    for (parquet, query) in [
+        (Some(w.parquet.id), "dechets"),
+        (Some(w.other_parquet.id), "dechets 24"),
+        (None, "depot dechets"),
+        (Some(w.parquet.id), "pneumatiques"),
+        (Some(w.other_parquet.id), "pneumatiques"),
+    ] {
+        let filter = ReferralFilter {
+            parquet_id: parquet,
+            sent_only: true,
+            query: Some(query.into()),
+            limit: 50,
+            ..Default::default()
+        };
+        let ids = |page: Vec<ReferralSummary>| page.into_iter().map(|r| r.id).collect::<Vec<_>>();
+        let chosen = ids(w.store.list_referrals(&filter).await.expect("list"));
+        let from_matches = ids(w
+            .store
+            .list_referrals_from_matches_for_tests(&filter)
+            .await
+            .expect("list from the matches"));
+        assert_eq!(chosen, from_matches, "{query:?} in {parquet:?}");
+        assert_eq!(
+            chosen.is_empty(),
+            query == "pneumatiques" && parquet == Some(w.other_parquet.id),
+            "{query:?} in {parquet:?}"
+        );
+    }
     let blois = list(Some(w.parquet.id), "dechets", 50).await;
     assert_eq!(blois.len(), 50);
     assert!(blois.iter().all(|r| r.parquet_id == Some(w.parquet.id)));
