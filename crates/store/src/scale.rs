@@ -145,9 +145,16 @@ impl Store {
         Ok(())
     }
 
-    /// Refreshes the planner's statistics after a bulk load.
+    /// Refreshes the planner's statistics after a bulk load. On PostgreSQL also marks the
+    /// loaded pages all-visible (`VACUUM`), without which index-only scans still read the
+    /// table: counting open referrals over 1.2 million took 1.85 s before, 0.13 s after.
     pub async fn analyze(&self) -> StoreResult<()> {
-        on_writer!(self, |pool| sqlx::query("ANALYZE")
+        let sql = match self.writer {
+            crate::Pool::Sqlite(_) => "ANALYZE",
+            crate::Pool::Postgres(_) => "VACUUM (ANALYZE)",
+        };
+        // Sent as a simple query, not prepared: VACUUM must run outside any transaction block.
+        on_writer!(self, |pool| sqlx::raw_sql(sql)
             .execute(pool)
             .await
             .map(|r| r.rows_affected()))?;
