@@ -1,8 +1,8 @@
 //! Organisations, users, API tokens and browser sessions.
 
 use crate::{
-    on_pool, on_writer, ApiToken, Organisation, ParquetSummary, Store, StoreError, StoreResult,
-    User,
+    on_pool, on_writer, ApiToken, Member, Organisation, ParquetSummary, Store, StoreError,
+    StoreResult, User,
 };
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -16,6 +16,67 @@ const USER_COLUMNS: &str =
 /// Writing it at every request made every read (an inbox, a search) a durable write waiting its
 /// turn behind submissions; a minute is well inside the session's idle timeout.
 const LAST_USE_GRANULARITY: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+/// A user's columns (alias `u`) and its organisation's (alias `o`), read with a token or a
+/// session in one statement: authentication runs on every request.
+const MEMBER_COLUMNS: &str = "u.id, u.organisation_id, u.email, u.display_name, u.role, u.password_hash, \
+    u.active, u.created_at, o.kind AS organisation_kind, o.name AS organisation_name, \
+    o.siret AS organisation_siret, o.court_code AS organisation_court_code, \
+    o.departement AS organisation_departement, o.requires_validation AS organisation_requires_validation, \
+    o.created_at AS organisation_created_at";
+
+#[derive(sqlx::FromRow)]
+struct MemberRow {
+    #[sqlx(flatten)]
+    user: User,
+    organisation_kind: String,
+    organisation_name: String,
+    organisation_siret: Option<String>,
+    organisation_court_code: Option<String>,
+    organisation_departement: Option<String>,
+    organisation_requires_validation: bool,
+    organisation_created_at: DateTime<Utc>,
+}
+
+impl From<MemberRow> for Member {
+    fn from(row: MemberRow) -> Member {
+        let organisation = Organisation {
+            id: row.user.organisation_id,
+            kind: row.organisation_kind,
+            name: row.organisation_name,
+            siret: row.organisation_siret,
+            court_code: row.organisation_court_code,
+            departement: row.organisation_departement,
+            requires_validation: row.organisation_requires_validation,
+            created_at: row.organisation_created_at,
+        };
+        Member {
+            user: row.user,
+            organisation,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct TokenMemberRow {
+    #[sqlx(flatten)]
+    member: MemberRow,
+    token_id: Uuid,
+    token_name: String,
+    token_scope: String,
+    token_created_at: DateTime<Utc>,
+    token_expires_at: Option<DateTime<Utc>>,
+    token_revoked_at: Option<DateTime<Utc>>,
+    token_last_used_at: Option<DateTime<Utc>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct SessionMemberRow {
+    #[sqlx(flatten)]
+    member: MemberRow,
+    csrf_token: String,
+    last_seen_at: DateTime<Utc>,
+}
 
 impl Store {
     /// Inserts an organisation, or returns the existing one with the same SIRET (administrations)
@@ -166,26 +227,41 @@ impl Store {
         &self,
         token_hash: &str,
         now: DateTime<Utc>,
-    ) -> StoreResult<Option<(User, ApiToken)>> {
-        let sql =
-            "SELECT id, user_id, name, scope, created_at, expires_at, revoked_at, last_used_at \
-                   FROM api_tokens WHERE token_hash = $1";
-        let token: Option<ApiToken> = on_pool!(self, |pool| sqlx::query_as(sql)
+    ) -> StoreResult<Option<(Member, ApiToken)>> {
+        let sql = format!(
+            "SELECT {MEMBER_COLUMNS}, t.id AS token_id, t.name AS token_name, t.scope AS token_scope, \
+             t.created_at AS token_created_at, t.expires_at AS token_expires_at, \
+             t.revoked_at AS token_revoked_at, t.last_used_at AS token_last_used_at \
+             FROM api_tokens t JOIN users u ON u.id = t.user_id JOIN organisations o ON o.id = u.organisation_id \
+             WHERE t.token_hash = $1"
+        );
+        let found: Option<TokenMemberRow> = on_pool!(self, |pool| sqlx::query_as(&sql)
             .bind(token_hash)
             .fetch_optional(pool)
             .await)?;
-        let Some(token) = token else { return Ok(None) };
-        if token.revoked_at.is_some() || token.expires_at.is_some_and(|at| at <= now) {
+        let Some(found) = found else { return Ok(None) };
+        let token = ApiToken {
+            id: found.token_id,
+            user_id: found.member.user.id,
+            name: found.token_name,
+            scope: found.token_scope,
+            created_at: found.token_created_at,
+            expires_at: found.token_expires_at,
+            revoked_at: found.token_revoked_at,
+            last_used_at: found.token_last_used_at,
+        };
+        if token.revoked_at.is_some()
+            || token.expires_at.is_some_and(|at| at <= now)
+            || !found.member.user.active
+        {
             return Ok(None);
         }
-        let Some(user) = self.user(token.user_id).await?.filter(|u| u.active) else {
-            return Ok(None);
-        };
+        let member = Member::from(found.member);
         if token
             .last_used_at
             .is_some_and(|at| now - at < LAST_USE_GRANULARITY)
         {
-            return Ok(Some((user, token)));
+            return Ok(Some((member, token)));
         }
         on_writer!(self, |pool| sqlx::query(
             "UPDATE api_tokens SET last_used_at = $1 WHERE id = $2"
@@ -195,7 +271,7 @@ impl Store {
         .execute(pool)
         .await
         .map(|r| r.rows_affected()))?;
-        Ok(Some((user, token)))
+        Ok(Some((member, token)))
     }
 
     pub async fn create_session(
@@ -225,26 +301,28 @@ impl Store {
         created_after: DateTime<Utc>,
         seen_after: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> StoreResult<Option<(User, String)>> {
-        let sql = "SELECT user_id, csrf_token, last_seen_at FROM sessions WHERE id_hash = $1 AND created_at > $2 AND last_seen_at > $3";
-        let found: Option<(Uuid, String, DateTime<Utc>)> =
-            on_pool!(self, |pool| sqlx::query_as(sql)
-                .bind(id_hash)
-                .bind(created_after)
-                .bind(seen_after)
-                .fetch_optional(pool)
-                .await)?;
-        let Some((user_id, csrf, last_seen_at)) = found else {
+    ) -> StoreResult<Option<(Member, String)>> {
+        let sql = format!(
+            "SELECT {MEMBER_COLUMNS}, s.csrf_token, s.last_seen_at FROM sessions s \
+             JOIN users u ON u.id = s.user_id JOIN organisations o ON o.id = u.organisation_id \
+             WHERE s.id_hash = $1 AND s.created_at > $2 AND s.last_seen_at > $3"
+        );
+        let found: Option<SessionMemberRow> = on_pool!(self, |pool| sqlx::query_as(&sql)
+            .bind(id_hash)
+            .bind(created_after)
+            .bind(seen_after)
+            .fetch_optional(pool)
+            .await)?;
+        let Some(found) = found else {
             return Ok(None);
         };
-        if now - last_seen_at >= LAST_USE_GRANULARITY {
+        if !found.member.user.active {
+            return Ok(None);
+        }
+        if now - found.last_seen_at >= LAST_USE_GRANULARITY {
             self.touch_session(id_hash, now).await?;
         }
-        Ok(self
-            .user(user_id)
-            .await?
-            .filter(|u| u.active)
-            .map(|u| (u, csrf)))
+        Ok(Some((Member::from(found.member), found.csrf_token)))
     }
 
     async fn touch_session(&self, id_hash: &str, now: DateTime<Utc>) -> StoreResult<()> {

@@ -71,8 +71,8 @@ impl AuditCheckpoint {
 macro_rules! append_audit {
     ($tx:expr, $input:expr) => {{
         let input: &$crate::audit::AuditInput = $input;
-        sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1").execute(&mut *$tx).await?;
-        let (last_seq, last_hash): (i64, String) = sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(&mut *$tx).await?;
+        // One statement takes the lock and reads the head (a round trip saved on every write).
+        let (last_seq, last_hash): (i64, String) = sqlx::query_as("UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash").fetch_one(&mut *$tx).await?;
         let record = domain::integrity::AuditRecord {
             seq: last_seq + 1,
             at: domain::integrity::canonical_instant(input.at),

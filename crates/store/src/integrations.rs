@@ -31,12 +31,11 @@ pub struct Webhook {
     pub disabled_at: Option<DateTime<Utc>>,
 }
 
-impl Webhook {
-    pub fn wants(&self, event_type: &str) -> bool {
-        self.event_types
-            .split_whitespace()
-            .any(|t| t == "*" || t == event_type)
-    }
+/// Whether a webhook subscribed to `event_types` (space-separated, or `*`) receives `event_type`.
+pub fn wants_event(event_types: &str, event_type: &str) -> bool {
+    event_types
+        .split_whitespace()
+        .any(|t| t == "*" || t == event_type)
 }
 
 /// What a webhook job carries: the exact body, so that a retry or a replay sends the same bytes
@@ -72,68 +71,59 @@ impl WebhookDelivery {
 /// entry (the sender's administration, the parquet), inside the caller's transaction.
 macro_rules! enqueue_webhooks {
     ($tx:expr, $referral_id:expr, $at:expr, $event:expr) => {{
-        let (reference, status, administration_id, parquet_id): (
-            Option<String>,
-            String,
-            uuid::Uuid,
-            Option<uuid::Uuid>,
-        ) = sqlx::query_as(
-            "SELECT reference, status, administration_id, parquet_id FROM referrals WHERE id = $1",
-        )
-        .bind($referral_id)
-        .fetch_one(&mut *$tx)
-        .await?;
-        let audience: &str = &$event.audience;
-        let sent = status != "draft" && status != "awaiting_validation";
-        let mut organisations = Vec::new();
-        if audience == "everyone" || audience == "sender" {
-            organisations.push(administration_id);
-        }
-        if let Some(parquet_id) = parquet_id.filter(|_| sent) {
-            if audience == "everyone" || audience == "parquet" {
-                organisations.push(parquet_id);
-            }
-        }
-        let event_type = format!("referral.{}", $event.event_type);
-        for organisation_id in organisations {
-            let hooks: Vec<$crate::integrations::Webhook> = sqlx::query_as(
-                "SELECT id, organisation_id, url, event_types, secret, created_by, created_at, disabled_at \
-                 FROM webhooks WHERE organisation_id = $1 AND disabled_at IS NULL",
+        // One statement for the referral and its organisations' active webhooks: usually none,
+        // and this runs in every write transaction.
+        let hooks: Vec<(Option<String>, String, uuid::Uuid, Option<uuid::Uuid>, uuid::Uuid, uuid::Uuid, String)> =
+            sqlx::query_as(
+                "SELECT r.reference, r.status, r.administration_id, r.parquet_id, w.id, w.organisation_id, w.event_types \
+                 FROM referrals r JOIN webhooks w ON w.disabled_at IS NULL \
+                 AND (w.organisation_id = r.administration_id OR w.organisation_id = r.parquet_id) \
+                 WHERE r.id = $1 ORDER BY w.created_at, w.id",
             )
-            .bind(organisation_id)
+            .bind($referral_id)
             .fetch_all(&mut *$tx)
             .await?;
-            for hook in hooks.iter().filter(|h| h.wants(&event_type)) {
-                let message_id = format!("msg_{}", uuid::Uuid::now_v7().simple());
-                // Identifiers and status only: the receiver reads the rest through the API,
-                // under its own token's rights.
-                let body = serde_json::json!({
-                    "type": event_type,
-                    "timestamp": domain::integrity::canonical_instant($at),
-                    "data": {
-                        "referral_id": $referral_id,
-                        "reference": reference,
-                        "status": status,
-                    }
-                })
-                .to_string();
-                let message = $crate::integrations::WebhookMessage {
-                    webhook_id: hook.id,
-                    message_id,
-                    event_type: event_type.clone(),
-                    body,
-                };
-                sqlx::query(
-                    "INSERT INTO jobs (id, kind, payload, status, attempts, run_at, created_at, webhook_id) \
-                     VALUES ($1, 'webhook', $2, 'pending', 0, $3, $3, $4)",
-                )
-                .bind(uuid::Uuid::now_v7())
-                .bind(serde_json::to_string(&message).unwrap_or_default())
-                .bind($at)
-                .bind(hook.id)
-                .execute(&mut *$tx)
-                .await?;
+        let audience: &str = &$event.audience;
+        let event_type = format!("referral.{}", $event.event_type);
+        for (reference, status, administration_id, parquet_id, webhook_id, organisation_id, event_types) in hooks {
+            let sent = status != "draft" && status != "awaiting_validation";
+            let for_sender = organisation_id == administration_id
+                && (audience == "everyone" || audience == "sender");
+            let for_parquet = sent
+                && Some(organisation_id) == parquet_id
+                && (audience == "everyone" || audience == "parquet");
+            if !(for_sender || for_parquet) || !$crate::integrations::wants_event(&event_types, &event_type) {
+                continue;
             }
+            let message_id = format!("msg_{}", uuid::Uuid::now_v7().simple());
+            // Identifiers and status only: the receiver reads the rest through the API,
+            // under its own token's rights.
+            let body = serde_json::json!({
+                "type": event_type,
+                "timestamp": domain::integrity::canonical_instant($at),
+                "data": {
+                    "referral_id": $referral_id,
+                    "reference": reference,
+                    "status": status,
+                }
+            })
+            .to_string();
+            let message = $crate::integrations::WebhookMessage {
+                webhook_id,
+                message_id,
+                event_type: event_type.clone(),
+                body,
+            };
+            sqlx::query(
+                "INSERT INTO jobs (id, kind, payload, status, attempts, run_at, created_at, webhook_id) \
+                 VALUES ($1, 'webhook', $2, 'pending', 0, $3, $3, $4)",
+            )
+            .bind(uuid::Uuid::now_v7())
+            .bind(serde_json::to_string(&message).unwrap_or_default())
+            .bind($at)
+            .bind(webhook_id)
+            .execute(&mut *$tx)
+            .await?;
         }
     }};
 }

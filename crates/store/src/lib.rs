@@ -164,8 +164,11 @@ impl Store {
                 .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10));
+            // No test before handing out a connection: an embedded database has no network to
+            // lose, and the test was one more round trip to the connection's thread per use.
             let readers = SqlitePoolOptions::new()
                 .max_connections(8)
+                .test_before_acquire(false)
                 .connect_with(options.clone())
                 .await?;
             // Each connection to an in-memory database is a database of its own.
@@ -175,6 +178,7 @@ impl Store {
             } else {
                 SqlitePoolOptions::new()
                     .max_connections(1)
+                    .test_before_acquire(false)
                     .acquire_timeout(Duration::from_secs(10))
                     .connect_with(options)
                     .await?

@@ -30,6 +30,13 @@ pub struct User {
     pub created_at: DateTime<Utc>,
 }
 
+/// A user with the organisation it acts for, as authentication finds them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member {
+    pub user: User,
+    pub organisation: Organisation,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct ApiToken {
     pub id: Uuid,

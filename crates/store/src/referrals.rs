@@ -17,11 +17,109 @@ const REFERRAL_COLUMNS: &str = "id, reference, status, kind, urgency, title, fac
 const ATTACHMENT_COLUMNS: &str =
     "id, referral_id, filename, media_type, size, sha256, kind, storage_key, uploaded_by, uploaded_at, wrapped_key";
 
-/// Writes the content's offences and parties, replacing earlier ones (drafts only).
+/// `REFERRAL_COLUMNS` qualified by the `r` alias, for queries that join other tables.
+fn qualified_referral_columns() -> String {
+    REFERRAL_COLUMNS
+        .split(',')
+        .map(|column| format!("r.{}", column.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A referral row with its organisations and its parquet's settings, as `referral` reads them.
+#[derive(sqlx::FromRow)]
+struct JoinedReferral {
+    #[sqlx(flatten)]
+    row: ReferralRow,
+    administration_kind: String,
+    administration_name: String,
+    administration_siret: Option<String>,
+    administration_court_code: Option<String>,
+    administration_departement: Option<String>,
+    administration_requires_validation: bool,
+    administration_created_at: DateTime<Utc>,
+    parquet_kind: Option<String>,
+    parquet_name: Option<String>,
+    parquet_siret: Option<String>,
+    parquet_court_code: Option<String>,
+    parquet_departement: Option<String>,
+    parquet_requires_validation: Option<bool>,
+    parquet_created_at: Option<DateTime<Utc>>,
+    immediate_acknowledge_minutes: Option<i64>,
+    urgent_acknowledge_hours: Option<i64>,
+    normal_register_working_days: Option<i64>,
+    escalation_interval_minutes: Option<i64>,
+}
+
+impl JoinedReferral {
+    fn into_parts(
+        self,
+    ) -> (
+        ReferralRow,
+        Organisation,
+        Option<Organisation>,
+        domain::calendar::DeadlinePolicy,
+    ) {
+        let administration = Organisation {
+            id: self.row.administration_id,
+            kind: self.administration_kind,
+            name: self.administration_name,
+            siret: self.administration_siret,
+            court_code: self.administration_court_code,
+            departement: self.administration_departement,
+            requires_validation: self.administration_requires_validation,
+            created_at: self.administration_created_at,
+        };
+        let parquet = match (
+            self.row.parquet_id,
+            self.parquet_kind,
+            self.parquet_name,
+            self.parquet_created_at,
+        ) {
+            (Some(id), Some(kind), Some(name), Some(created_at)) => Some(Organisation {
+                id,
+                kind,
+                name,
+                siret: self.parquet_siret,
+                court_code: self.parquet_court_code,
+                departement: self.parquet_departement,
+                requires_validation: self.parquet_requires_validation.unwrap_or(false),
+                created_at,
+            }),
+            _ => None,
+        };
+        // A parquet without settings of its own has the default ones.
+        let defaults = crate::ParquetSettings::default();
+        let deadline_policy = match &parquet {
+            Some(_) => crate::ParquetSettings {
+                immediate_acknowledge_minutes: self
+                    .immediate_acknowledge_minutes
+                    .unwrap_or(defaults.immediate_acknowledge_minutes),
+                urgent_acknowledge_hours: self
+                    .urgent_acknowledge_hours
+                    .unwrap_or(defaults.urgent_acknowledge_hours),
+                normal_register_working_days: self
+                    .normal_register_working_days
+                    .unwrap_or(defaults.normal_register_working_days),
+                escalation_interval_minutes: self
+                    .escalation_interval_minutes
+                    .unwrap_or(defaults.escalation_interval_minutes),
+            }
+            .deadline_policy(),
+            None => domain::calendar::DeadlinePolicy::default(),
+        };
+        (self.row, administration, parquet, deadline_policy)
+    }
+}
+
+/// Writes the content's offences and parties; with `$replacing`, removes earlier ones first
+/// (a draft's update; a new referral has none).
 macro_rules! write_children {
-    ($tx:expr, $id:expr, $content:expr, $db:ty) => {{
-        sqlx::query("DELETE FROM referral_offences WHERE referral_id = $1").bind($id).execute(&mut *$tx).await?;
-        sqlx::query("DELETE FROM parties WHERE referral_id = $1").bind($id).execute(&mut *$tx).await?;
+    ($tx:expr, $id:expr, $content:expr, $db:ty, $replacing:expr) => {{
+        if $replacing {
+            sqlx::query("DELETE FROM referral_offences WHERE referral_id = $1").bind($id).execute(&mut *$tx).await?;
+            sqlx::query("DELETE FROM parties WHERE referral_id = $1").bind($id).execute(&mut *$tx).await?;
+        }
         let mut codes = $content.offence_codes.clone();
         codes.sort_unstable();
         codes.dedup();
@@ -299,7 +397,7 @@ impl Store {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
-            write_children!(tx, id, content, Db);
+            write_children!(tx, id, content, Db, false);
             write_event!(tx, id, now, actor, event);
             tx.commit().await?;
             Ok::<_, sqlx::Error>(())
@@ -342,7 +440,7 @@ impl Store {
             if result.rows_affected() == 0 {
                 return Ok(false);
             }
-            write_children!(tx, id, content, Db);
+            write_children!(tx, id, content, Db, true);
             tx.commit().await?;
             Ok::<_, sqlx::Error>(true)
         })?;
@@ -359,19 +457,32 @@ impl Store {
 
     /// A referral with its organisations, offences, parties and attachments.
     pub async fn referral(&self, id: Uuid) -> StoreResult<Option<Referral>> {
-        let Some(row) = self.referral_row(id).await? else {
+        // The row, both organisations and the parquet's deadlines in one statement: this is
+        // read several times by every request that touches a referral.
+        let sql = format!(
+            "SELECT {}, \
+             a.kind AS administration_kind, a.name AS administration_name, a.siret AS administration_siret, \
+             a.court_code AS administration_court_code, a.departement AS administration_departement, \
+             a.requires_validation AS administration_requires_validation, a.created_at AS administration_created_at, \
+             p.kind AS parquet_kind, p.name AS parquet_name, p.siret AS parquet_siret, \
+             p.court_code AS parquet_court_code, p.departement AS parquet_departement, \
+             p.requires_validation AS parquet_requires_validation, p.created_at AS parquet_created_at, \
+             s.immediate_acknowledge_minutes, s.urgent_acknowledge_hours, s.normal_register_working_days, \
+             s.escalation_interval_minutes \
+             FROM referrals r JOIN organisations a ON a.id = r.administration_id \
+             LEFT JOIN organisations p ON p.id = r.parquet_id \
+             LEFT JOIN parquet_settings s ON s.parquet_id = r.parquet_id \
+             WHERE r.id = $1",
+            qualified_referral_columns()
+        );
+        let joined: Option<JoinedReferral> = on_pool!(self, |pool| sqlx::query_as(&sql)
+            .bind(id)
+            .fetch_optional(pool)
+            .await)?;
+        let Some(joined) = joined else {
             return Ok(None);
         };
-        let administration: Organisation =
-            self.organisation(row.administration_id)
-                .await?
-                .ok_or(StoreError::Reference(
-                    "referral without administration".into(),
-                ))?;
-        let parquet = match row.parquet_id {
-            Some(parquet_id) => self.organisation(parquet_id).await?,
-            None => None,
-        };
+        let (row, administration, parquet, deadline_policy) = joined.into_parts();
         let (offence_codes, parties, attachments) = on_pool!(self, |pool| {
             let codes: Vec<i64> = sqlx::query_scalar(
                 "SELECT code FROM referral_offences WHERE referral_id = $1 ORDER BY code",
@@ -394,10 +505,6 @@ impl Store {
             .await?;
             Ok::<_, sqlx::Error>((codes, parties, attachments))
         })?;
-        let deadline_policy = match &parquet {
-            Some(parquet) => self.parquet_settings(parquet.id).await?.deadline_policy(),
-            None => domain::calendar::DeadlinePolicy::default(),
-        };
         Ok(Some(Referral {
             row,
             administration,

@@ -488,7 +488,8 @@ async fn users_tokens_and_sessions(store: Store) {
         .await
         .expect("auth")
         .expect("valid");
-    assert_eq!(found.id, w.agent.id);
+    assert_eq!(found.user.id, w.agent.id);
+    assert_eq!(found.organisation.id, w.agent.organisation_id);
     assert_eq!(used.scope, "write");
     assert!(
         store
@@ -521,8 +522,8 @@ async fn users_tokens_and_sessions(store: Store) {
         .await
         .expect("session");
     assert_eq!(
-        fresh.map(|(u, csrf)| (u.id, csrf)),
-        Some((w.agent.id, "csrf".to_string()))
+        fresh.map(|(m, csrf)| (m.user.id, m.organisation.id, csrf)),
+        Some((w.agent.id, w.agent.organisation_id, "csrf".to_string()))
     );
     let later = now + Duration::hours(1);
     assert!(

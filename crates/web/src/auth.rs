@@ -16,7 +16,7 @@ use domain::permissions::Actor;
 use domain::Role;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use store::{ActorInfo, Organisation, User};
+use store::{ActorInfo, Member, Organisation, User};
 
 pub const SESSION_COOKIE: &str = "infoparquet_session";
 /// Idle and absolute session lifetimes.
@@ -51,13 +51,19 @@ impl CurrentUser {
     }
 
     pub async fn load(state: &AppState, user: User) -> Result<CurrentUser, AppError> {
-        let role = Role::parse(&user.role)
-            .ok_or_else(|| AppError::Internal(format!("unknown role {}", user.role)))?;
         let organisation = state
             .store
             .organisation(user.organisation_id)
             .await?
             .ok_or_else(|| AppError::Internal("user without organisation".into()))?;
+        CurrentUser::from_member(Member { user, organisation })
+    }
+
+    /// The user as authentication found it, with its organisation.
+    pub fn from_member(member: Member) -> Result<CurrentUser, AppError> {
+        let Member { user, organisation } = member;
+        let role = Role::parse(&user.role)
+            .ok_or_else(|| AppError::Internal(format!("unknown role {}", user.role)))?;
         Ok(CurrentUser {
             user,
             organisation,
@@ -118,7 +124,7 @@ impl FromRequestParts<AppState> for ApiUser {
             .map(str::trim)
             .filter(|token| !token.is_empty() && token.len() < 200)
             .ok_or(AppError::Unauthenticated)?;
-        let (user, api_token) = state
+        let (member, api_token) = state
             .store
             .authenticate_token(&sha256_hex(token), Utc::now())
             .await?
@@ -132,7 +138,7 @@ impl FromRequestParts<AppState> for ApiUser {
         if writes && api_token.scope != "write" {
             return Err(AppError::Forbidden("Ce jeton est en lecture seule.".into()).into());
         }
-        Ok(ApiUser(CurrentUser::load(state, user).await?))
+        Ok(ApiUser(CurrentUser::from_member(member)?))
     }
 }
 
@@ -165,7 +171,7 @@ impl FromRequestParts<AppState> for SessionUser {
     ) -> Result<Self, Self::Rejection> {
         let session = session_cookie_value(parts).ok_or(AppError::Unauthenticated)?;
         let now = Utc::now();
-        let (user, csrf_token) = state
+        let (member, csrf_token) = state
             .store
             .session(
                 &sha256_hex(&session),
@@ -175,7 +181,7 @@ impl FromRequestParts<AppState> for SessionUser {
             )
             .await?
             .ok_or(AppError::Unauthenticated)?;
-        let current = CurrentUser::load(state, user).await?;
+        let current = CurrentUser::from_member(member)?;
         let unread = state.store.unread_notifications(current.user.id).await?;
         Ok(SessionUser {
             current,

@@ -413,6 +413,9 @@ impl<'a> ReferralService<'a> {
                 }
             }
         }
+        // The offences read to check the codes also give the limitation date, unless the
+        // input leaves the codes unchanged.
+        let mut offences = None;
         if let Some(codes) = input.offence_codes {
             let known = self.state.store.offences_by_codes(&codes).await?;
             for code in &codes {
@@ -424,6 +427,7 @@ impl<'a> ReferralService<'a> {
                 }
             }
             content.offence_codes = codes;
+            offences = Some(known);
         }
         if let Some(parties) = input.parties {
             for (index, party) in parties.iter().enumerate() {
@@ -481,11 +485,15 @@ impl<'a> ReferralService<'a> {
             }
         }
 
-        let offences = self
-            .state
-            .store
-            .offences_by_codes(&content.offence_codes)
-            .await?;
+        let offences = match offences {
+            Some(known) => known,
+            None => {
+                self.state
+                    .store
+                    .offences_by_codes(&content.offence_codes)
+                    .await?
+            }
+        };
         let natures: Vec<&str> = offences.iter().map(|o| o.nature.as_str()).collect();
         content.limitation_date = limitation_date(
             content.facts_ended_on.or(content.facts_started_on),

@@ -51,7 +51,7 @@ pub async fn idempotency(State(state): State<AppState>, request: Request, next: 
             .authenticate_token(&sha256_hex(&token), state.now())
             .await
         {
-            Ok(found) => found.map(|(user, _)| user),
+            Ok(found) => found.map(|(member, _)| member.user),
             Err(error) => return ApiError(error.into()).into_response(),
         },
         None => None,
