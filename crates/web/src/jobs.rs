@@ -7,7 +7,9 @@ use crate::AppState;
 use chrono::{DateTime, Duration, Utc};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use std::collections::HashMap;
 use store::{ActorInfo, EmailPayload, NewEvent, ReferralUpdate};
+use uuid::Uuid;
 
 /// How long a claimed job stays invisible to other workers.
 const LEASE_SECONDS: i64 = 120;
@@ -126,9 +128,18 @@ fn platform_actor() -> ActorInfo {
 pub async fn escalate_overdue(state: &AppState) -> Result<usize, store::StoreError> {
     let now = state.now();
     let mut escalated = 0;
+    // Read once per parquet and round: hundreds of referrals may wait on the same parquet.
+    let mut settings_of: HashMap<Uuid, store::ParquetSettings> = HashMap::new();
     // The shortest configurable deadline is a few minutes: look at everything sent before now.
     for due in state.store.unacknowledged_urgent(now).await? {
-        let settings = state.store.parquet_settings(due.parquet_id).await?;
+        let settings = match settings_of.get(&due.parquet_id) {
+            Some(settings) => *settings,
+            None => {
+                let settings = state.store.parquet_settings(due.parquet_id).await?;
+                settings_of.insert(due.parquet_id, settings);
+                settings
+            }
+        };
         let urgency = domain::referral::Urgency::parse(&due.urgency)
             .unwrap_or(domain::referral::Urgency::Urgent);
         // Acknowledgement deadlines run on the clock, not on working days: the calendar is
