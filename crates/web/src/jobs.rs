@@ -254,18 +254,12 @@ pub async fn run_worker(
             None
         }
     };
-    let mut next_reminder_round = tokio::time::Instant::now();
+    // Reminders run beside this loop: a long round (a backlog of months, a slow disk) must
+    // never hold back an urgent referral's escalation.
+    let reminders = tokio::spawn(run_reminder_rounds(state.clone(), every, shutdown.clone()));
     loop {
         if let Err(error) = escalate_overdue(&state).await {
             tracing::warn!(%error, "escalation round failed; will retry");
-        }
-        // Reminders are monthly: an hourly round is on time, and spares reading every
-        // registered referral every few seconds.
-        if tokio::time::Instant::now() >= next_reminder_round {
-            match remind_undecided(&state).await {
-                Ok(_) => next_reminder_round = tokio::time::Instant::now() + REMINDER_ROUND_EVERY,
-                Err(error) => tracing::warn!(%error, "reminder round failed; will retry"),
-            }
         }
         if let Some(mailer) = &mailer {
             if let Err(error) = process_due_jobs(&state, mailer).await {
@@ -282,6 +276,34 @@ pub async fn run_worker(
         }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => {
+                // Each reminder is its own transaction: stopping mid-round loses nothing (a
+                // dropped transaction rolls back) and the next start reminds the rest.
+                reminders.abort();
+                let _ = reminders.await;
+                return;
+            }
+        }
+    }
+}
+
+/// Reminders are monthly: an hourly round is on time, and spares reading every registered
+/// referral every few seconds. A failed round is retried after `retry`.
+async fn run_reminder_rounds(
+    state: AppState,
+    retry: std::time::Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let pause = match remind_undecided(&state).await {
+            Ok(_) => REMINDER_ROUND_EVERY,
+            Err(error) => {
+                tracing::warn!(%error, "reminder round failed; will retry");
+                retry
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
             _ = shutdown.changed() => return,
         }
     }
