@@ -240,19 +240,11 @@ pub struct ReferralSummary {
 impl ReferralSummary {
     /// The deadlines of the referral's parquet.
     pub fn deadline_policy(&self) -> domain::calendar::DeadlinePolicy {
-        let defaults = crate::ParquetSettings::default();
-        crate::ParquetSettings {
-            immediate_acknowledge_minutes: self
-                .immediate_acknowledge_minutes
-                .unwrap_or(defaults.immediate_acknowledge_minutes),
-            urgent_acknowledge_hours: self
-                .urgent_acknowledge_hours
-                .unwrap_or(defaults.urgent_acknowledge_hours),
-            normal_register_working_days: self
-                .normal_register_working_days
-                .unwrap_or(defaults.normal_register_working_days),
-            ..defaults
-        }
+        crate::ParquetSettings::joined(
+            self.immediate_acknowledge_minutes,
+            self.urgent_acknowledge_hours,
+            self.normal_register_working_days,
+        )
         .deadline_policy()
     }
 }

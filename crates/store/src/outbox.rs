@@ -90,6 +90,24 @@ impl Default for ParquetSettings {
 }
 
 impl ParquetSettings {
+    /// Settings read through an outer join: the defaults for whatever the parquet has not set.
+    pub(crate) fn joined(
+        immediate_acknowledge_minutes: Option<i64>,
+        urgent_acknowledge_hours: Option<i64>,
+        normal_register_working_days: Option<i64>,
+    ) -> ParquetSettings {
+        let defaults = ParquetSettings::default();
+        ParquetSettings {
+            immediate_acknowledge_minutes: immediate_acknowledge_minutes
+                .unwrap_or(defaults.immediate_acknowledge_minutes),
+            urgent_acknowledge_hours: urgent_acknowledge_hours
+                .unwrap_or(defaults.urgent_acknowledge_hours),
+            normal_register_working_days: normal_register_working_days
+                .unwrap_or(defaults.normal_register_working_days),
+            ..defaults
+        }
+    }
+
     /// The deadlines these settings give; out-of-range values fall back to safe bounds.
     pub fn deadline_policy(&self) -> domain::calendar::DeadlinePolicy {
         domain::calendar::DeadlinePolicy {

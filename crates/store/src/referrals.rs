@@ -48,7 +48,6 @@ struct JoinedReferral {
     immediate_acknowledge_minutes: Option<i64>,
     urgent_acknowledge_hours: Option<i64>,
     normal_register_working_days: Option<i64>,
-    escalation_interval_minutes: Option<i64>,
 }
 
 impl JoinedReferral {
@@ -88,23 +87,12 @@ impl JoinedReferral {
             }),
             _ => None,
         };
-        // A parquet without settings of its own has the default ones.
-        let defaults = crate::ParquetSettings::default();
         let deadline_policy = match &parquet {
-            Some(_) => crate::ParquetSettings {
-                immediate_acknowledge_minutes: self
-                    .immediate_acknowledge_minutes
-                    .unwrap_or(defaults.immediate_acknowledge_minutes),
-                urgent_acknowledge_hours: self
-                    .urgent_acknowledge_hours
-                    .unwrap_or(defaults.urgent_acknowledge_hours),
-                normal_register_working_days: self
-                    .normal_register_working_days
-                    .unwrap_or(defaults.normal_register_working_days),
-                escalation_interval_minutes: self
-                    .escalation_interval_minutes
-                    .unwrap_or(defaults.escalation_interval_minutes),
-            }
+            Some(_) => crate::ParquetSettings::joined(
+                self.immediate_acknowledge_minutes,
+                self.urgent_acknowledge_hours,
+                self.normal_register_working_days,
+            )
             .deadline_policy(),
             None => domain::calendar::DeadlinePolicy::default(),
         };
@@ -467,8 +455,7 @@ impl Store {
              p.kind AS parquet_kind, p.name AS parquet_name, p.siret AS parquet_siret, \
              p.court_code AS parquet_court_code, p.departement AS parquet_departement, \
              p.requires_validation AS parquet_requires_validation, p.created_at AS parquet_created_at, \
-             s.immediate_acknowledge_minutes, s.urgent_acknowledge_hours, s.normal_register_working_days, \
-             s.escalation_interval_minutes \
+             s.immediate_acknowledge_minutes, s.urgent_acknowledge_hours, s.normal_register_working_days \
              FROM referrals r JOIN organisations a ON a.id = r.administration_id \
              LEFT JOIN organisations p ON p.id = r.parquet_id \
              LEFT JOIN parquet_settings s ON s.parquet_id = r.parquet_id \
