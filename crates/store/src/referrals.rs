@@ -17,14 +17,29 @@ const REFERRAL_COLUMNS: &str = "id, reference, status, kind, urgency, title, fac
 const ATTACHMENT_COLUMNS: &str =
     "id, referral_id, filename, media_type, size, sha256, kind, storage_key, uploaded_by, uploaded_at, wrapped_key";
 
-/// `REFERRAL_COLUMNS` qualified by the `r` alias, for queries that join other tables.
-fn qualified_referral_columns() -> String {
-    REFERRAL_COLUMNS
+/// A referral's row, both organisations and the parquet's deadlines in one statement: every
+/// request that touches a referral reads it, several times. Built once.
+static REFERRAL_WITH_ORGANISATIONS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let columns = REFERRAL_COLUMNS
         .split(',')
         .map(|column| format!("r.{}", column.trim()))
         .collect::<Vec<_>>()
-        .join(", ")
-}
+        .join(", ");
+    format!(
+        "SELECT {columns}, \
+         a.kind AS administration_kind, a.name AS administration_name, a.siret AS administration_siret, \
+         a.court_code AS administration_court_code, a.departement AS administration_departement, \
+         a.requires_validation AS administration_requires_validation, a.created_at AS administration_created_at, \
+         p.kind AS parquet_kind, p.name AS parquet_name, p.siret AS parquet_siret, \
+         p.court_code AS parquet_court_code, p.departement AS parquet_departement, \
+         p.requires_validation AS parquet_requires_validation, p.created_at AS parquet_created_at, \
+         s.immediate_acknowledge_minutes, s.urgent_acknowledge_hours, s.normal_register_working_days \
+         FROM referrals r JOIN organisations a ON a.id = r.administration_id \
+         LEFT JOIN organisations p ON p.id = r.parquet_id \
+         LEFT JOIN parquet_settings s ON s.parquet_id = r.parquet_id \
+         WHERE r.id = $1"
+    )
+});
 
 /// A referral row with its organisations and its parquet's settings, as `referral` reads them.
 #[derive(sqlx::FromRow)]
@@ -435,37 +450,14 @@ impl Store {
         Ok(updated)
     }
 
-    pub async fn referral_row(&self, id: Uuid) -> StoreResult<Option<ReferralRow>> {
-        let sql = format!("SELECT {REFERRAL_COLUMNS} FROM referrals WHERE id = $1");
-        Ok(on_pool!(self, |pool| sqlx::query_as(&sql)
-            .bind(id)
-            .fetch_optional(pool)
-            .await)?)
-    }
-
     /// A referral with its organisations, offences, parties and attachments.
     pub async fn referral(&self, id: Uuid) -> StoreResult<Option<Referral>> {
-        // The row, both organisations and the parquet's deadlines in one statement: this is
-        // read several times by every request that touches a referral.
-        let sql = format!(
-            "SELECT {}, \
-             a.kind AS administration_kind, a.name AS administration_name, a.siret AS administration_siret, \
-             a.court_code AS administration_court_code, a.departement AS administration_departement, \
-             a.requires_validation AS administration_requires_validation, a.created_at AS administration_created_at, \
-             p.kind AS parquet_kind, p.name AS parquet_name, p.siret AS parquet_siret, \
-             p.court_code AS parquet_court_code, p.departement AS parquet_departement, \
-             p.requires_validation AS parquet_requires_validation, p.created_at AS parquet_created_at, \
-             s.immediate_acknowledge_minutes, s.urgent_acknowledge_hours, s.normal_register_working_days \
-             FROM referrals r JOIN organisations a ON a.id = r.administration_id \
-             LEFT JOIN organisations p ON p.id = r.parquet_id \
-             LEFT JOIN parquet_settings s ON s.parquet_id = r.parquet_id \
-             WHERE r.id = $1",
-            qualified_referral_columns()
-        );
-        let joined: Option<JoinedReferral> = on_pool!(self, |pool| sqlx::query_as(&sql)
-            .bind(id)
-            .fetch_optional(pool)
-            .await)?;
+        let joined: Option<JoinedReferral> = on_pool!(self, |pool| sqlx::query_as(
+            REFERRAL_WITH_ORGANISATIONS.as_str()
+        )
+        .bind(id)
+        .fetch_optional(pool)
+        .await)?;
         let Some(joined) = joined else {
             return Ok(None);
         };

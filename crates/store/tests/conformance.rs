@@ -773,10 +773,11 @@ async fn transitions_are_guarded_and_journaled(store: Store) {
         .expect("decide"));
     let row = w
         .store
-        .referral_row(id)
+        .referral(id)
         .await
         .expect("row")
-        .expect("exists");
+        .expect("exists")
+        .row;
     assert_eq!(row.status, "dismissed");
     assert_eq!(row.decision.map(|d| d.0), Some(decision));
     assert_eq!(
@@ -819,16 +820,18 @@ async fn transitions_are_guarded_and_journaled(store: Store) {
         )
         .await
         .expect("transfer"));
-    let row = w
-        .store
-        .referral_row(id)
-        .await
-        .expect("row")
-        .expect("exists");
+    let transferred = w.store.referral(id).await.expect("row").expect("exists");
+    let row = &transferred.row;
     assert_eq!(
-        (row.parquet_id, row.acknowledged_at, row.parquet_number),
+        (row.parquet_id, row.acknowledged_at, row.parquet_number.as_deref()),
         (Some(w.other_parquet.id), None, None)
     );
+    // The organisations are read with the row: the new parquet's, not the old one's.
+    assert_eq!(
+        transferred.parquet.map(|p| (p.id, p.name)),
+        Some((w.other_parquet.id, w.other_parquet.name.clone()))
+    );
+    assert_eq!(transferred.administration.id, row.administration_id);
 }
 
 async fn parquet_numbers_are_unique_per_parquet(store: Store) {
