@@ -823,7 +823,11 @@ async fn transitions_are_guarded_and_journaled(store: Store) {
     let transferred = w.store.referral(id).await.expect("row").expect("exists");
     let row = &transferred.row;
     assert_eq!(
-        (row.parquet_id, row.acknowledged_at, row.parquet_number.as_deref()),
+        (
+            row.parquet_id,
+            row.acknowledged_at,
+            row.parquet_number.as_deref()
+        ),
         (Some(w.other_parquet.id), None, None)
     );
     // The organisations are read with the row: the new parquet's, not the old one's.
