@@ -232,19 +232,13 @@ impl DelayHistogram {
 }
 
 /// Histograms merged over many cells; dense, so that merging stays a few additions per bucket.
-#[derive(Debug, Clone)]
+/// It grows up to the largest bucket seen (a delay of a year is bucket ~2 800 of 8 192): a
+/// national page merges about a thousand of them, and zeroing 64 KB for each was a tenth of
+/// its time.
+#[derive(Debug, Clone, Default)]
 pub struct DelayAccumulator {
     counts: Vec<u64>,
     total: u64,
-}
-
-impl Default for DelayAccumulator {
-    fn default() -> Self {
-        DelayAccumulator {
-            counts: vec![0; BUCKETS],
-            total: 0,
-        }
-    }
 }
 
 impl DelayAccumulator {
@@ -253,10 +247,14 @@ impl DelayAccumulator {
         for entry in encoded.chunks_exact(6) {
             let bucket = usize::from(u16::from_le_bytes([entry[0], entry[1]]));
             let count = u64::from(u32::from_le_bytes([entry[2], entry[3], entry[4], entry[5]]));
-            if let Some(slot) = self.counts.get_mut(bucket) {
-                *slot += count;
-                self.total += count;
+            if bucket >= BUCKETS {
+                continue;
             }
+            if bucket >= self.counts.len() {
+                self.counts.resize(bucket + 1, 0);
+            }
+            self.counts[bucket] += count;
+            self.total += count;
         }
     }
 
