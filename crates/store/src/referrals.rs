@@ -262,11 +262,16 @@ macro_rules! push_filter {
     }};
 }
 
-/// The list query of `list_referrals` for a filter and a search plan.
+/// The list query of `list_referrals` for a filter and a search plan; with `since`, only the
+/// referrals created at or after that instant (see `Store::search_newest_on_sqlite`).
 macro_rules! list_query {
-    ($filter:expr, $db:ty, $plan:expr) => {{
+    ($filter:expr, $db:ty, $plan:expr) => {
+        list_query!($filter, $db, $plan, None::<DateTime<Utc>>)
+    };
+    ($filter:expr, $db:ty, $plan:expr, $since:expr) => {{
         let filter: &ReferralFilter = $filter;
         let plan: crate::search::MatchPlan = $plan;
+        let since: Option<DateTime<Utc>> = $since;
         let mut q = sqlx::QueryBuilder::<$db>::new(
             "SELECT r.id, r.reference, r.status, r.kind, r.urgency, r.title, r.administration_id, a.name AS administration_name, \
              r.parquet_id, p.name AS parquet_name, r.created_at, r.submitted_at, r.acknowledged_at, r.registered_at, r.limitation_date, \
@@ -285,6 +290,9 @@ macro_rules! list_query {
              FROM (SELECT r.id FROM referrals r WHERE 1 = 1",
         );
         push_filter!(q, filter, $db, plan);
+        if let Some(since) = since {
+            q.push(" AND r.created_at >= ").push_bind(since);
+        }
         let order = match filter.order {
             ListOrder::Newest => " ORDER BY r.created_at DESC, r.id DESC",
             ListOrder::Inbox => " ORDER BY CASE r.urgency WHEN 'immediate' THEN 0 WHEN 'urgent' THEN 1 ELSE 2 END, r.submitted_at, r.id",
@@ -353,6 +361,16 @@ async fn search_on_postgres(
         }
         Err(error) => Err(error.into()),
     }
+}
+
+/// What walking a scope's newest referrals found (`Store::search_newest_on_sqlite`).
+enum NewestWalk {
+    /// The search's page.
+    Page(Vec<ReferralSummary>),
+    /// Fewer matches than a page among the newest: the matches are sparse.
+    Sparse,
+    /// Not a newest-first search on SQLite.
+    NotTried,
 }
 
 /// PostgreSQL's SQLSTATE for a statement cancelled by `statement_timeout`.
@@ -514,7 +532,19 @@ impl Store {
         filter: &ReferralFilter,
     ) -> StoreResult<Vec<ReferralSummary>> {
         use crate::search::MatchPlan;
-        let plan = self.match_plan(filter).await?;
+        let plan = match self.search_newest_on_sqlite(filter).await? {
+            NewestWalk::Page(page) => return Ok(page),
+            // Within a scope, matches that are sparse among the newest are few enough to be
+            // read and sorted (a parquet holds at most about 100 000 referrals in ten years).
+            NewestWalk::Sparse
+                if filter.parquet_id.is_some()
+                    || filter.administration_id.is_some()
+                    || filter.author_id.is_some() =>
+            {
+                MatchPlan::FromMatches
+            }
+            NewestWalk::Sparse | NewestWalk::NotTried => self.match_plan(filter).await?,
+        };
         if let (crate::Pool::Postgres(pool), MatchPlan::FromScope) = (&self.pool, plan) {
             if let Some(page) = search_on_postgres(pool, filter, MatchPlan::FromScope).await? {
                 return Ok(page);
@@ -552,6 +582,50 @@ impl Store {
             Ok::<_, sqlx::Error>(q.build_query_as().fetch_all(pool).await?)
         })
         .map_err(StoreError::from)
+    }
+
+    /// A newest-first search on SQLite that tries the scope's `NEWEST_WALK` newest referrals
+    /// first (walking them newest first, as `MatchPlan::FromScope` does). When they hold a
+    /// full page of matches, that page is the search's page, since every other referral comes
+    /// after it; when the scope has no more referrals than that, whatever was found is the
+    /// whole answer. Either way the full-text query was evaluated once: choosing a plan from
+    /// the bounded count evaluated it a second time (14 ms of 47 at the p50 of a common word
+    /// at 1.2 million).
+    async fn search_newest_on_sqlite(&self, filter: &ReferralFilter) -> StoreResult<NewestWalk> {
+        let (crate::Pool::Sqlite(pool), Some(_), crate::ListOrder::Newest) =
+            (&self.pool, filter.query.as_deref(), filter.order)
+        else {
+            return Ok(NewestWalk::NotTried);
+        };
+        // The creation instant of the scope's NEWEST_WALK-th newest referral, read from the
+        // scope's (id, created_at) index alone; the other filters only narrow what is walked.
+        let mut bound = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "SELECT r.created_at FROM referrals r WHERE 1 = 1",
+        );
+        if let Some(id) = filter.parquet_id {
+            bound.push(" AND r.parquet_id = ").push_bind(id);
+        } else if let Some(id) = filter.administration_id {
+            bound.push(" AND r.administration_id = ").push_bind(id);
+        } else if let Some(id) = filter.author_id {
+            bound.push(" AND r.author_id = ").push_bind(id);
+        }
+        bound
+            .push(" ORDER BY r.created_at DESC LIMIT 1 OFFSET ")
+            .push_bind(crate::search::NEWEST_WALK - 1);
+        let since: Option<DateTime<Utc>> = bound.build_query_scalar().fetch_optional(pool).await?;
+        let mut q = list_query!(
+            filter,
+            sqlx::Sqlite,
+            crate::search::MatchPlan::FromScope,
+            since
+        );
+        let page: Vec<ReferralSummary> = q.build_query_as().fetch_all(pool).await?;
+        let full = i64::try_from(page.len()).unwrap_or(i64::MAX) >= filter.limit.clamp(1, 1000);
+        Ok(if full || since.is_none() {
+            NewestWalk::Page(page)
+        } else {
+            NewestWalk::Sparse
+        })
     }
 
     /// Which side should drive a search (see `MatchPlan`): the scope's index, newest first,

@@ -39,6 +39,11 @@ pub enum MatchPlan {
 /// Beyond this many matches, walking the scope is cheaper than fetching every match.
 pub(crate) const FEW_MATCHES: i64 = 2_000;
 
+/// How many of a scope's newest referrals SQLite looks at first for a page of matches: a word
+/// in one referral in forty fills a page of fifty from them. The walk stops at the page, so a
+/// common word reads a few hundred; a rare one reads them all (each a row: ~10 ms cold).
+pub(crate) const NEWEST_WALK: i64 = 2_000;
+
 /// How long PostgreSQL may walk a scope looking for a page of matches (a few thousand
 /// referrals) before the search reads the matches instead.
 pub(crate) const SCOPE_WALK_BUDGET_MS: u32 = 25;

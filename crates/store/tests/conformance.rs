@@ -1480,19 +1480,24 @@ async fn search_with_many_matches_stays_in_scope_and_in_order(store: Store) {
         };
         async move { store.list_referrals(&filter).await.expect("list") }
     };
-    // Whichever side drives the query, the page is the same.
-    for (parquet, query) in [
-        (Some(w.parquet.id), "dechets"),
-        (Some(w.other_parquet.id), "dechets 24"),
-        (None, "depot dechets"),
-        (Some(w.parquet.id), "pneumatiques"),
-        (Some(w.other_parquet.id), "pneumatiques"),
+    // Whichever side drives the query, the page is the same: among them, SQLite's walk of the
+    // newest referrals (a full page found there), deep pages and pages left short.
+    for (parquet, query, offset) in [
+        (Some(w.parquet.id), "dechets", 0),
+        (Some(w.parquet.id), "dechets", 2_050),
+        (Some(w.other_parquet.id), "dechets 24", 0),
+        (None, "depot dechets", 0),
+        (None, "depot dechets", 2_450),
+        (None, "depot dechets", 2_480),
+        (Some(w.parquet.id), "pneumatiques", 0),
+        (Some(w.other_parquet.id), "pneumatiques", 0),
     ] {
         let filter = ReferralFilter {
             parquet_id: parquet,
             sent_only: true,
             query: Some(query.into()),
             limit: 50,
+            offset,
             ..Default::default()
         };
         let ids = |page: Vec<ReferralSummary>| page.into_iter().map(|r| r.id).collect::<Vec<_>>();
@@ -1508,6 +1513,9 @@ async fn search_with_many_matches_stays_in_scope_and_in_order(store: Store) {
             query == "pneumatiques" && parquet == Some(w.other_parquet.id),
             "{query:?} in {parquet:?}"
         );
+        if offset == 2_480 {
+            assert_eq!(chosen.len(), 20, "the last page is short");
+        }
     }
     let blois = list(Some(w.parquet.id), "dechets", 50).await;
     assert_eq!(blois.len(), 50);
