@@ -598,7 +598,7 @@ impl Store {
             return Ok(NewestWalk::NotTried);
         };
         // The creation instant of the scope's NEWEST_WALK-th newest referral, read from the
-        // scope's (id, created_at) index alone; the other filters only narrow what is walked.
+        // scope's index on (scope, created_at) alone; the other filters only narrow the walk.
         let mut bound = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
             "SELECT r.created_at FROM referrals r WHERE 1 = 1",
         );
