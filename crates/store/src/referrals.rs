@@ -373,6 +373,18 @@ enum NewestWalk {
     NotTried,
 }
 
+/// The scope a newest-first walk is bounded in, as its condition and id: the column of an index
+/// on (scope, created_at). `None` for a search over every referral.
+fn walk_scope(filter: &ReferralFilter) -> Option<(&'static str, Uuid)> {
+    if let Some(id) = filter.parquet_id {
+        Some((" AND r.parquet_id = ", id))
+    } else if let Some(id) = filter.administration_id {
+        Some((" AND r.administration_id = ", id))
+    } else {
+        filter.author_id.map(|id| (" AND r.author_id = ", id))
+    }
+}
+
 /// PostgreSQL's SQLSTATE for a statement cancelled by `statement_timeout`.
 const QUERY_CANCELED: &str = "57014";
 
@@ -536,13 +548,7 @@ impl Store {
             NewestWalk::Page(page) => return Ok(page),
             // Within a scope, matches that are sparse among the newest are few enough to be
             // read and sorted (a parquet holds at most about 100 000 referrals in ten years).
-            NewestWalk::Sparse
-                if filter.parquet_id.is_some()
-                    || filter.administration_id.is_some()
-                    || filter.author_id.is_some() =>
-            {
-                MatchPlan::FromMatches
-            }
+            NewestWalk::Sparse if walk_scope(filter).is_some() => MatchPlan::FromMatches,
             NewestWalk::Sparse | NewestWalk::NotTried => self.match_plan(filter).await?,
         };
         if let (crate::Pool::Postgres(pool), MatchPlan::FromScope) = (&self.pool, plan) {
@@ -602,12 +608,8 @@ impl Store {
         let mut bound = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
             "SELECT r.created_at FROM referrals r WHERE 1 = 1",
         );
-        if let Some(id) = filter.parquet_id {
-            bound.push(" AND r.parquet_id = ").push_bind(id);
-        } else if let Some(id) = filter.administration_id {
-            bound.push(" AND r.administration_id = ").push_bind(id);
-        } else if let Some(id) = filter.author_id {
-            bound.push(" AND r.author_id = ").push_bind(id);
+        if let Some((column, id)) = walk_scope(filter) {
+            bound.push(column).push_bind(id);
         }
         bound
             .push(" ORDER BY r.created_at DESC LIMIT 1 OFFSET ")
