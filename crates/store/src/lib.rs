@@ -4,6 +4,7 @@
 
 mod accounts;
 pub mod audit;
+mod colocate;
 pub mod integrations;
 pub use accounts::{IdempotentResponse, SavedFilter};
 mod models;
@@ -91,6 +92,9 @@ pub struct Store {
     /// that made submissions 58 per second with a p99 near a second. On PostgreSQL, the same
     /// pool as `pool` (row locks order writers).
     pub(crate) writer: Pool,
+    /// On SQLite, the CPU the writer connection's thread is pinned to, where write
+    /// transactions are driven from (see `colocate`).
+    pub(crate) writer_cpu: Option<usize>,
 }
 
 /// Runs `$body` once per backend, with `$pool` bound to the concrete pool and `$db` naming the
@@ -123,10 +127,21 @@ pub(crate) use on_pool;
 /// call another writing method of the store (on SQLite it would wait for its own connection).
 macro_rules! on_writer {
     ($store:expr, |$pool:ident, $db:ident| $body:expr) => {
-        on_pool!(@match &$store.writer, |$pool, $db| $body)
+        match &$store.writer {
+            $crate::Pool::Sqlite($pool) => {
+                #[allow(dead_code)]
+                type $db = sqlx::Sqlite;
+                $crate::colocate::drive($store.writer_cpu, async { $body }).await
+            }
+            $crate::Pool::Postgres($pool) => {
+                #[allow(dead_code)]
+                type $db = sqlx::Postgres;
+                $body
+            }
+        }
     };
     ($store:expr, |$pool:ident| $body:expr) => {
-        on_pool!(@match &$store.writer, |$pool, _Db| $body)
+        on_writer!($store, |$pool, _Db| $body)
     };
 }
 pub(crate) use on_writer;
@@ -147,6 +162,7 @@ impl Store {
             Ok(Store {
                 writer: pool.clone(),
                 pool,
+                writer_cpu: None,
             })
         } else {
             let path = url
@@ -173,19 +189,30 @@ impl Store {
                 .await?;
             // Each connection to an in-memory database is a database of its own.
             let in_memory = path.contains(":memory:") || path.contains("mode=memory");
+            let mut writer_cpu = None;
             let writer = if in_memory {
                 readers.clone()
             } else {
-                SqlitePoolOptions::new()
+                let thread_name = colocate::writer_thread_name();
+                let pool = SqlitePoolOptions::new()
                     .max_connections(1)
                     .test_before_acquire(false)
                     .acquire_timeout(Duration::from_secs(10))
-                    .connect_with(options)
-                    .await?
+                    // The one connection, and so its pinned thread, is kept for good.
+                    .idle_timeout(None)
+                    .max_lifetime(None)
+                    .connect_with(options.thread_name({
+                        let thread_name = thread_name.clone();
+                        move |_| thread_name.clone()
+                    }))
+                    .await?;
+                writer_cpu = colocate::pin_named_thread(&thread_name);
+                pool
             };
             Ok(Store {
                 pool: Pool::Sqlite(readers),
                 writer: Pool::Sqlite(writer),
+                writer_cpu,
             })
         }
     }

@@ -301,7 +301,8 @@ impl Store {
                 query.build().execute(&mut *tx).await?;
             }
             tx.commit().await?;
-        });
+            Ok::<_, sqlx::Error>(())
+        })?;
         Ok(())
     }
 
@@ -336,7 +337,8 @@ impl Store {
                 query.build().execute(&mut *tx).await?;
             }
             tx.commit().await?;
-        });
+            Ok::<_, sqlx::Error>(())
+        })?;
         Ok(())
     }
 
@@ -412,7 +414,8 @@ impl Store {
                 query.build().execute(&mut *tx).await?;
             }
             tx.commit().await?;
-        });
+            Ok::<_, sqlx::Error>(())
+        })?;
         Ok(())
     }
 
