@@ -86,24 +86,38 @@ macro_rules! append_audit {
             prev_hash: last_hash,
         };
         let hash = record.hash();
-        sqlx::query(
+        // SQLite runs the insert and the head's move in one round trip to the connection's
+        // thread; PostgreSQL takes one statement per query.
+        let one_round_trip = $crate::runs_statement_lists(&*$tx);
+        let sql = if one_round_trip {
             "INSERT INTO audit_log (seq, at, actor_id, actor, role, organisation, action, target, detail, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(record.seq)
-        .bind(&record.at)
-        .bind(record.actor_id)
-        .bind(&record.actor)
-        .bind(&record.role)
-        .bind(&record.organisation)
-        .bind(&record.action)
-        .bind(&record.target)
-        .bind(&record.detail)
-        .bind(&record.prev_hash)
-        .bind(&hash)
-        .execute(&mut *$tx)
-        .await?;
-        sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1").bind(record.seq).bind(&hash).execute(&mut *$tx).await?;
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11); \
+             UPDATE audit_head SET seq = $1, hash = $11 WHERE id = 1"
+        } else {
+            "INSERT INTO audit_log (seq, at, actor_id, actor, role, organisation, action, target, detail, prev_hash, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        };
+        sqlx::query(sql)
+            .bind(record.seq)
+            .bind(&record.at)
+            .bind(record.actor_id)
+            .bind(&record.actor)
+            .bind(&record.role)
+            .bind(&record.organisation)
+            .bind(&record.action)
+            .bind(&record.target)
+            .bind(&record.detail)
+            .bind(&record.prev_hash)
+            .bind(&hash)
+            .execute(&mut *$tx)
+            .await?;
+        if !one_round_trip {
+            sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+                .bind(record.seq)
+                .bind(&hash)
+                .execute(&mut *$tx)
+                .await?;
+        }
     }};
 }
 pub(crate) use append_audit;

@@ -146,6 +146,13 @@ macro_rules! on_writer {
 }
 pub(crate) use on_writer;
 
+/// Whether `connection` runs a query of several statements in one call. SQLite does, in one
+/// round trip to the connection's thread (what a write transaction mostly waits for); a
+/// PostgreSQL prepared statement holds one statement.
+pub(crate) fn runs_statement_lists<C: sqlx::Connection>(_connection: &C) -> bool {
+    <C::Database as sqlx::Database>::NAME == <sqlx::Sqlite as sqlx::Database>::NAME
+}
+
 impl Store {
     /// Opens the database at `url`: `sqlite:PATH` (created if missing) or `postgres://…`.
     /// A bare path is taken as SQLite.

@@ -41,6 +41,22 @@ static REFERRAL_WITH_ORGANISATIONS: std::sync::LazyLock<String> = std::sync::Laz
     )
 });
 
+/// On SQLite, a referral with its offences, parties and documents in one query of four
+/// statements (one round trip to a connection's thread instead of four); each row says which
+/// part it belongs to.
+static WHOLE_REFERRAL_SQLITE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{}; \
+         SELECT 'offence' AS part, code FROM referral_offences WHERE referral_id = $1 ORDER BY code; \
+         SELECT 'party' AS part, {PARTY_COLUMNS} FROM parties WHERE referral_id = $1 ORDER BY position; \
+         SELECT 'attachment' AS part, {ATTACHMENT_COLUMNS} FROM attachments WHERE referral_id = $1 ORDER BY uploaded_at, id",
+        REFERRAL_WITH_ORGANISATIONS.replacen("SELECT ", "SELECT 'referral' AS part, ", 1)
+    )
+});
+
+const PARTY_COLUMNS: &str =
+    "role, kind, last_name, first_names, birth_date, name, siren, siret, address";
+
 /// A referral row with its organisations and its parquet's settings, as `referral` reads them.
 #[derive(sqlx::FromRow)]
 struct JoinedReferral {
@@ -160,10 +176,17 @@ macro_rules! write_children {
 /// Appends a timeline entry inside the current transaction.
 macro_rules! write_event {
     ($tx:expr, $id:expr, $at:expr, $actor:expr, $event:expr) => {{
-        sqlx::query(
+        // On SQLite the event and the indicators' change are queued in one round trip.
+        let one_round_trip = $crate::runs_statement_lists(&*$tx);
+        let sql = if one_round_trip {
             "INSERT INTO events (id, referral_id, at, type, audience, actor_id, actor_name, actor_role, actor_organisation, summary) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10); \
+             INSERT INTO stats_changes (referral_id) VALUES ($2)"
+        } else {
+            "INSERT INTO events (id, referral_id, at, type, audience, actor_id, actor_name, actor_role, actor_organisation, summary) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        };
+        sqlx::query(sql)
         .bind(Uuid::now_v7())
         .bind($id)
         .bind($at)
@@ -177,7 +200,9 @@ macro_rules! write_event {
         .execute(&mut *$tx)
         .await?;
         $crate::integrations::enqueue_webhooks!($tx, $id, $at, $event);
-        $crate::stats::queue_stats_change!($tx, $id);
+        if !one_round_trip {
+            $crate::stats::queue_stats_change!($tx, $id);
+        }
         let audit = $crate::audit::AuditInput {
             at: $at,
             actor: $actor.clone(),
@@ -482,38 +507,59 @@ impl Store {
 
     /// A referral with its organisations, offences, parties and attachments.
     pub async fn referral(&self, id: Uuid) -> StoreResult<Option<Referral>> {
-        let joined: Option<JoinedReferral> = on_pool!(self, |pool| sqlx::query_as(
-            REFERRAL_WITH_ORGANISATIONS.as_str()
-        )
-        .bind(id)
-        .fetch_optional(pool)
-        .await)?;
+        use sqlx::{FromRow, Row};
+        let (joined, offence_codes, parties, attachments) = match &self.pool {
+            crate::Pool::Sqlite(pool) => {
+                let rows = sqlx::query(WHOLE_REFERRAL_SQLITE.as_str())
+                    .bind(id)
+                    .fetch_all(pool)
+                    .await?;
+                let mut joined = None;
+                let (mut codes, mut parties, mut attachments) =
+                    (Vec::new(), Vec::new(), Vec::new());
+                for row in &rows {
+                    match row.try_get::<&str, _>("part")? {
+                        "referral" => joined = Some(JoinedReferral::from_row(row)?),
+                        "offence" => codes.push(row.try_get::<i64, _>("code")?),
+                        "party" => parties.push(Party::from_row(row)?),
+                        _ => attachments.push(Attachment::from_row(row)?),
+                    }
+                }
+                (joined, codes, parties, attachments)
+            }
+            crate::Pool::Postgres(pool) => {
+                // One connection for the four queries rather than one from the pool each.
+                let mut conn = pool.acquire().await?;
+                let joined: Option<JoinedReferral> =
+                    sqlx::query_as(REFERRAL_WITH_ORGANISATIONS.as_str())
+                        .bind(id)
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                let codes: Vec<i64> = sqlx::query_scalar(
+                    "SELECT code FROM referral_offences WHERE referral_id = $1 ORDER BY code",
+                )
+                .bind(id)
+                .fetch_all(&mut *conn)
+                .await?;
+                let parties: Vec<Party> = sqlx::query_as(&format!(
+                    "SELECT {PARTY_COLUMNS} FROM parties WHERE referral_id = $1 ORDER BY position"
+                ))
+                .bind(id)
+                .fetch_all(&mut *conn)
+                .await?;
+                let attachments: Vec<Attachment> = sqlx::query_as(&format!(
+                    "SELECT {ATTACHMENT_COLUMNS} FROM attachments WHERE referral_id = $1 ORDER BY uploaded_at, id"
+                ))
+                .bind(id)
+                .fetch_all(&mut *conn)
+                .await?;
+                (joined, codes, parties, attachments)
+            }
+        };
         let Some(joined) = joined else {
             return Ok(None);
         };
         let (row, administration, parquet, deadline_policy) = joined.into_parts();
-        let (offence_codes, parties, attachments) = on_pool!(self, |pool| {
-            let codes: Vec<i64> = sqlx::query_scalar(
-                "SELECT code FROM referral_offences WHERE referral_id = $1 ORDER BY code",
-            )
-            .bind(id)
-            .fetch_all(pool)
-            .await?;
-            let parties: Vec<Party> = sqlx::query_as(
-                "SELECT role, kind, last_name, first_names, birth_date, name, siren, siret, address FROM parties \
-                 WHERE referral_id = $1 ORDER BY position",
-            )
-            .bind(id)
-            .fetch_all(pool)
-            .await?;
-            let attachments: Vec<Attachment> = sqlx::query_as(&format!(
-                "SELECT {ATTACHMENT_COLUMNS} FROM attachments WHERE referral_id = $1 ORDER BY uploaded_at, id"
-            ))
-            .bind(id)
-            .fetch_all(pool)
-            .await?;
-            Ok::<_, sqlx::Error>((codes, parties, attachments))
-        })?;
         Ok(Some(Referral {
             row,
             administration,

@@ -18,6 +18,10 @@ pub(crate) trait SearchDialect: sqlx::Database + Sized {
     /// `plan` says which side drives the query.
     fn push_match(q: &mut QueryBuilder<'_, Self>, text: &str, scope: &[String], plan: MatchPlan);
 
+    /// The referral's indexed columns and its parties' words (one string, in their order), by
+    /// id: what a search document is built from, in one statement.
+    const DOCUMENT_SOURCES: &'static str;
+
     /// Replaces the indexed document of a referral.
     async fn write_document(
         conn: &mut <Self as sqlx::Database>::Connection,
@@ -71,6 +75,11 @@ fn query_words(text: &str) -> Vec<String> {
 }
 
 impl SearchDialect for sqlx::Sqlite {
+    const DOCUMENT_SOURCES: &'static str = "SELECT title, facts, reference, administration_reference, parquet_number, parquet_id, administration_id, \
+         (SELECT group_concat(concat_ws(' ', last_name, first_names, name, siren, siret), ' ') \
+          FROM (SELECT * FROM parties WHERE referral_id = $1 ORDER BY position)) \
+         FROM referrals WHERE id = $1";
+
     fn push_match(q: &mut QueryBuilder<'_, Self>, text: &str, scope: &[String], plan: MatchPlan) {
         let Some(expression) = fts5_expression(text, scope) else {
             return;
@@ -101,29 +110,28 @@ impl SearchDialect for sqlx::Sqlite {
         id: Uuid,
         document: &str,
     ) -> Result<(), sqlx::Error> {
-        // The referral's own FTS rowid, created on first use: every step below is by key.
-        let rowid: i64 = sqlx::query_scalar(
-            "INSERT INTO referral_search_rows (referral_id) VALUES ($1) \
-             ON CONFLICT (referral_id) DO UPDATE SET referral_id = excluded.referral_id RETURNING rowid",
+        // The referral's own FTS rowid, created on first use: every step is by key. Three
+        // statements in one query: one round trip to the connection's thread (see `colocate`).
+        sqlx::query(
+            "INSERT INTO referral_search_rows (referral_id) VALUES ($1) ON CONFLICT (referral_id) DO NOTHING; \
+             DELETE FROM referral_search WHERE rowid = (SELECT rowid FROM referral_search_rows WHERE referral_id = $1); \
+             INSERT INTO referral_search (rowid, referral_id, body) \
+             SELECT rowid, $1, $2 FROM referral_search_rows WHERE referral_id = $1",
         )
         .bind(id)
-        .fetch_one(&mut *conn)
+        .bind(document)
+        .execute(&mut *conn)
         .await?;
-        sqlx::query("DELETE FROM referral_search WHERE rowid = $1")
-            .bind(rowid)
-            .execute(&mut *conn)
-            .await?;
-        sqlx::query("INSERT INTO referral_search (rowid, referral_id, body) VALUES ($1, $2, $3)")
-            .bind(rowid)
-            .bind(id)
-            .bind(document)
-            .execute(&mut *conn)
-            .await?;
         Ok(())
     }
 }
 
 impl SearchDialect for sqlx::Postgres {
+    const DOCUMENT_SOURCES: &'static str = "SELECT title, facts, reference, administration_reference, parquet_number, parquet_id, administration_id, \
+         (SELECT string_agg(concat_ws(' ', last_name, first_names, name, siren, siret), ' ' ORDER BY position) \
+          FROM parties WHERE referral_id = $1) \
+         FROM referrals WHERE id = $1";
+
     fn push_match(q: &mut QueryBuilder<'_, Self>, text: &str, scope: &[String], _plan: MatchPlan) {
         let words = query_words(text);
         if words.is_empty() {
@@ -159,7 +167,16 @@ impl SearchDialect for sqlx::Postgres {
 /// transaction.
 macro_rules! refresh_search {
     ($tx:expr, $id:expr, $db:ty) => {{
-        let (title, facts, reference, administration_reference, parquet_number, parquet_id, administration_id): (
+        let (
+            title,
+            facts,
+            reference,
+            administration_reference,
+            parquet_number,
+            parquet_id,
+            administration_id,
+            party_words,
+        ): (
             String,
             String,
             Option<String>,
@@ -167,29 +184,23 @@ macro_rules! refresh_search {
             Option<String>,
             Option<Uuid>,
             Uuid,
-        ) = sqlx::query_as(
-            "SELECT title, facts, reference, administration_reference, parquet_number, parquet_id, administration_id FROM referrals WHERE id = $1",
-        )
-        .bind($id)
-        .fetch_one(&mut *$tx)
-        .await?;
-        let parties: Vec<(Option<String>, Option<String>, Option<String>, Option<String>, Option<String>)> =
-            sqlx::query_as(
-                "SELECT last_name, first_names, name, siren, siret FROM parties WHERE referral_id = $1 ORDER BY position",
-            )
+            Option<String>,
+        ) = sqlx::query_as(<$db as $crate::search::SearchDialect>::DOCUMENT_SOURCES)
             .bind($id)
-            .fetch_all(&mut *$tx)
+            .fetch_one(&mut *$tx)
             .await?;
         let mut text = format!("{title} {facts}");
-        for part in [reference, administration_reference, parquet_number].into_iter().flatten() {
+        for part in [
+            reference,
+            administration_reference,
+            parquet_number,
+            party_words,
+        ]
+        .into_iter()
+        .flatten()
+        {
             text.push(' ');
             text.push_str(&part);
-        }
-        for (last_name, first_names, name, siren, siret) in parties {
-            for part in [last_name, first_names, name, siren, siret].into_iter().flatten() {
-                text.push(' ');
-                text.push_str(&part);
-            }
         }
         let mut document = ::domain::text::search_key(&text);
         document.push(' ');
