@@ -522,7 +522,12 @@ impl Store {
                         "referral" => joined = Some(JoinedReferral::from_row(row)?),
                         "offence" => codes.push(row.try_get::<i64, _>("code")?),
                         "party" => parties.push(Party::from_row(row)?),
-                        _ => attachments.push(Attachment::from_row(row)?),
+                        "attachment" => attachments.push(Attachment::from_row(row)?),
+                        other => {
+                            return Err(StoreError::Database(sqlx::Error::Protocol(format!(
+                                "unexpected part of a referral: {other}"
+                            ))))
+                        }
                     }
                 }
                 (joined, codes, parties, attachments)
@@ -794,8 +799,10 @@ impl Store {
             {
                 crate::search::refresh_search!(tx, id, Db);
             }
-            write_event!(tx, id, now, actor, event);
+            // The outbox first: the journal's head, locked by the event, is then held only
+            // until the commit (on PostgreSQL every writer queues for it).
             crate::outbox::write_outbox!(tx, &update.outbox, now);
+            write_event!(tx, id, now, actor, event);
             tx.commit().await?;
             Ok::<_, StoreError>(true)
         })?;
@@ -920,8 +927,8 @@ impl Store {
             .bind(message.at)
             .execute(&mut *tx)
             .await?;
-            write_event!(tx, message.referral_id, message.at, actor, event);
             crate::outbox::write_outbox!(tx, outbox, message.at);
+            write_event!(tx, message.referral_id, message.at, actor, event);
             tx.commit().await?;
             Ok::<_, sqlx::Error>(())
         })?;
