@@ -540,6 +540,9 @@ impl Store {
                         .bind(id)
                         .fetch_optional(&mut *conn)
                         .await?;
+                if joined.is_none() {
+                    return Ok(None); // an unknown or forged id: nothing more to read
+                }
                 let codes: Vec<i64> = sqlx::query_scalar(
                     "SELECT code FROM referral_offences WHERE referral_id = $1 ORDER BY code",
                 )

@@ -76,8 +76,8 @@ fn query_words(text: &str) -> Vec<String> {
 
 impl SearchDialect for sqlx::Sqlite {
     const DOCUMENT_SOURCES: &'static str = "SELECT title, facts, reference, administration_reference, parquet_number, parquet_id, administration_id, \
-         (SELECT group_concat(concat_ws(' ', last_name, first_names, name, siren, siret), ' ') \
-          FROM (SELECT * FROM parties WHERE referral_id = $1 ORDER BY position)) \
+         (SELECT group_concat(concat_ws(' ', last_name, first_names, name, siren, siret), ' ' ORDER BY position) \
+          FROM parties WHERE referral_id = $1) \
          FROM referrals WHERE id = $1";
 
     fn push_match(q: &mut QueryBuilder<'_, Self>, text: &str, scope: &[String], plan: MatchPlan) {
