@@ -171,6 +171,7 @@ conformance!(
     full_text_search_finds_words_stems_parties_and_references,
     indicators_cells_follow_every_change,
     search_with_many_matches_stays_in_scope_and_in_order,
+    webhooks_are_queued_with_each_entry_for_those_who_may_see_it,
 );
 
 async fn full_text_search_finds_words_stems_parties_and_references(store: Store) {
@@ -1552,4 +1553,133 @@ async fn search_with_many_matches_stays_in_scope_and_in_order(store: Store) {
         10
     );
     assert_eq!(w.store.count_matching(&sender).await.expect("count"), 2_500);
+}
+
+/// Every timeline entry queues, in its own transaction, one delivery per active webhook of an
+/// organisation that may see it and wants it: the sender's administration always, the parquet
+/// once the referral is sent, nobody else. The journal stays whole.
+async fn webhooks_are_queued_with_each_entry_for_those_who_may_see_it(store: Store) {
+    let w = world(store).await;
+    let now = now();
+    let hook = |organisation_id: Uuid, event_types: &str, disabled: bool| Webhook {
+        id: Uuid::now_v7(),
+        organisation_id,
+        url: "https://example.fr/hook".into(),
+        event_types: event_types.into(),
+        secret: "whsec_c2VjcmV0".into(),
+        created_by: None,
+        created_at: now,
+        disabled_at: disabled.then_some(now),
+    };
+    let administration_hook = hook(w.administration.id, "*", false);
+    let parquet_hook = hook(w.parquet.id, "referral.submitted referral.noted", false);
+    let disabled_hook = hook(w.parquet.id, "*", true);
+    let other_parquet_hook = hook(w.other_parquet.id, "*", false);
+    for webhook in [
+        &administration_hook,
+        &parquet_hook,
+        &disabled_hook,
+        &other_parquet_hook,
+    ] {
+        w.store.create_webhook(webhook).await.expect("webhook");
+    }
+    let deliveries = |webhook: &Webhook| {
+        let (store, id) = (w.store.clone(), webhook.id);
+        async move {
+            store
+                .webhook_deliveries(id, 100)
+                .await
+                .expect("deliveries")
+                .iter()
+                .map(|d| d.message().expect("message").event_type)
+                .collect::<Vec<_>>()
+        }
+    };
+    let id = Uuid::now_v7();
+    w.store
+        .create_referral(
+            id,
+            w.administration.id,
+            w.agent.id,
+            "draft",
+            &content("Webhooks", Some(w.parquet.id)),
+            now,
+            &actor(&w.agent),
+            &event("created"),
+        )
+        .await
+        .expect("create");
+    // A draft is the sender's alone.
+    assert_eq!(deliveries(&administration_hook).await, ["referral.created"]);
+    assert!(deliveries(&parquet_hook).await.is_empty());
+    let submit = ReferralUpdate {
+        status: Some("submitted".into()),
+        reference: Some("IP-2026-000042".into()),
+        submitted_at: Some(now),
+        ..Default::default()
+    };
+    assert!(w
+        .store
+        .apply_update(
+            id,
+            "draft",
+            &submit,
+            now,
+            &actor(&w.agent),
+            &event("submitted")
+        )
+        .await
+        .expect("submit"));
+    // Newest first.
+    assert_eq!(
+        deliveries(&administration_hook).await,
+        ["referral.submitted", "referral.created"]
+    );
+    assert_eq!(deliveries(&parquet_hook).await, ["referral.submitted"]);
+    // An entry for the sender only, and one the parquet's webhook does not want.
+    let for_sender = NewEvent {
+        audience: "sender".into(),
+        ..event("noted")
+    };
+    let note = ReferralUpdate::default();
+    assert!(w
+        .store
+        .apply_update(id, "submitted", &note, now, &actor(&w.agent), &for_sender)
+        .await
+        .expect("sender entry"));
+    assert!(w
+        .store
+        .apply_update(
+            id,
+            "submitted",
+            &note,
+            now,
+            &actor(&w.agent),
+            &event("assigned")
+        )
+        .await
+        .expect("unwanted entry"));
+    assert_eq!(
+        deliveries(&administration_hook).await,
+        [
+            "referral.assigned",
+            "referral.noted",
+            "referral.submitted",
+            "referral.created"
+        ]
+    );
+    assert_eq!(deliveries(&parquet_hook).await, ["referral.submitted"]);
+    assert!(deliveries(&disabled_hook).await.is_empty());
+    assert!(deliveries(&other_parquet_hook).await.is_empty());
+    // Each entry journaled once, the chain whole.
+    let journaled = w
+        .store
+        .audit_entries_for(&format!("referral:{id}"))
+        .await
+        .expect("journal");
+    assert_eq!(journaled.len(), 4);
+    assert_eq!(
+        w.store.verify_audit_chain().await.expect("verify"),
+        Ok(journaled.last().expect("last").seq as u64)
+    );
 }
