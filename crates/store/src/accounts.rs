@@ -96,7 +96,7 @@ impl Store {
         let sql = format!(
             "INSERT INTO organisations ({ORGANISATION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
         );
-        on_writer!(self, |pool| sqlx::query(&sql)
+        on_writer!(self, |conn| sqlx::query(&sql)
             .bind(organisation.id)
             .bind(&organisation.kind)
             .bind(&organisation.name)
@@ -105,7 +105,7 @@ impl Store {
             .bind(&organisation.departement)
             .bind(organisation.requires_validation)
             .bind(organisation.created_at)
-            .execute(pool)
+            .execute(conn)
             .await
             .map(|r| r.rows_affected()))
         .map_err(|e| StoreError::from_write(e, "organisation"))?;
@@ -159,7 +159,7 @@ impl Store {
     pub async fn create_user(&self, user: &User) -> StoreResult<()> {
         let sql =
             format!("INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)");
-        on_writer!(self, |pool| sqlx::query(&sql)
+        on_writer!(self, |conn| sqlx::query(&sql)
             .bind(user.id)
             .bind(user.organisation_id)
             .bind(user.email.to_lowercase())
@@ -168,7 +168,7 @@ impl Store {
             .bind(&user.password_hash)
             .bind(user.active)
             .bind(user.created_at)
-            .execute(pool)
+            .execute(conn)
             .await
             .map(|r| r.rows_affected()))
         .map_err(|e| StoreError::from_write(e, "un utilisateur avec cette adresse"))?;
@@ -205,7 +205,7 @@ impl Store {
     pub async fn create_api_token(&self, token: &ApiToken, token_hash: &str) -> StoreResult<()> {
         let sql = "INSERT INTO api_tokens (id, user_id, name, token_hash, scope, created_at, expires_at, revoked_at, last_used_at) \
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
-        on_writer!(self, |pool| sqlx::query(sql)
+        on_writer!(self, |conn| sqlx::query(sql)
             .bind(token.id)
             .bind(token.user_id)
             .bind(&token.name)
@@ -215,7 +215,7 @@ impl Store {
             .bind(token.expires_at)
             .bind(token.revoked_at)
             .bind(token.last_used_at)
-            .execute(pool)
+            .execute(conn)
             .await
             .map(|r| r.rows_affected()))?;
         Ok(())
@@ -263,12 +263,12 @@ impl Store {
         {
             return Ok(Some((member, token)));
         }
-        on_writer!(self, |pool| sqlx::query(
+        on_writer!(self, |conn| sqlx::query(
             "UPDATE api_tokens SET last_used_at = $1 WHERE id = $2"
         )
         .bind(now)
         .bind(token.id)
-        .execute(pool)
+        .execute(conn)
         .await
         .map(|r| r.rows_affected()))?;
         Ok(Some((member, token)))
@@ -282,12 +282,12 @@ impl Store {
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
         let sql = "INSERT INTO sessions (id_hash, user_id, csrf_token, created_at, last_seen_at) VALUES ($1, $2, $3, $4, $4)";
-        on_writer!(self, |pool| sqlx::query(sql)
+        on_writer!(self, |conn| sqlx::query(sql)
             .bind(id_hash)
             .bind(user_id)
             .bind(csrf_token)
             .bind(now)
-            .execute(pool)
+            .execute(conn)
             .await
             .map(|r| r.rows_affected()))?;
         Ok(())
@@ -326,23 +326,23 @@ impl Store {
     }
 
     async fn touch_session(&self, id_hash: &str, now: DateTime<Utc>) -> StoreResult<()> {
-        on_writer!(self, |pool| sqlx::query(
+        on_writer!(self, |conn| sqlx::query(
             "UPDATE sessions SET last_seen_at = $1 WHERE id_hash = $2"
         )
         .bind(now)
         .bind(id_hash)
-        .execute(pool)
+        .execute(conn)
         .await
         .map(|r| r.rows_affected()))?;
         Ok(())
     }
 
     pub async fn delete_session(&self, id_hash: &str) -> StoreResult<()> {
-        on_writer!(self, |pool| sqlx::query(
+        on_writer!(self, |conn| sqlx::query(
             "DELETE FROM sessions WHERE id_hash = $1"
         )
         .bind(id_hash)
-        .execute(pool)
+        .execute(conn)
         .await
         .map(|r| r.rows_affected()))?;
         Ok(())
@@ -362,13 +362,13 @@ pub struct SavedFilter {
 impl Store {
     pub async fn save_filter(&self, filter: &SavedFilter) -> StoreResult<()> {
         let sql = "INSERT INTO saved_filters (id, user_id, name, query, created_at) VALUES ($1, $2, $3, $4, $5)";
-        on_writer!(self, |pool| sqlx::query(sql)
+        on_writer!(self, |conn| sqlx::query(sql)
             .bind(filter.id)
             .bind(filter.user_id)
             .bind(&filter.name)
             .bind(&filter.query)
             .bind(filter.created_at)
-            .execute(pool)
+            .execute(conn)
             .await
             .map(|r| r.rows_affected()))?;
         Ok(())
@@ -384,12 +384,12 @@ impl Store {
 
     /// Deletes one of the user's own filters; another user's id deletes nothing.
     pub async fn delete_saved_filter(&self, user_id: Uuid, id: Uuid) -> StoreResult<bool> {
-        let deleted = on_writer!(self, |pool| sqlx::query(
+        let deleted = on_writer!(self, |conn| sqlx::query(
             "DELETE FROM saved_filters WHERE id = $1 AND user_id = $2"
         )
         .bind(id)
         .bind(user_id)
-        .execute(pool)
+        .execute(conn)
         .await
         .map(|r| r.rows_affected()))?;
         Ok(deleted > 0)
@@ -428,14 +428,14 @@ impl Store {
         now: DateTime<Utc>,
     ) -> StoreResult<Option<DateTime<Utc>>> {
         let email = email.trim().to_lowercase();
-        let failures: i64 = on_writer!(self, |pool| {
+        let failures: i64 = on_writer!(self, |conn| {
             sqlx::query_scalar(
             "INSERT INTO login_attempts (email, failures, last_failure_at) VALUES ($1, 1, $2) \
              ON CONFLICT (email) DO UPDATE SET failures = login_attempts.failures + 1, last_failure_at = $2 RETURNING failures"
         )
         .bind(&email)
         .bind(now)
-        .fetch_one(pool)
+        .fetch_one(conn)
         .await
         })?;
         if failures < 5 {
@@ -443,23 +443,23 @@ impl Store {
         }
         let minutes = 1i64 << (failures - 5).min(11);
         let until = now + chrono::Duration::minutes(minutes.min(24 * 60));
-        on_writer!(self, |pool| sqlx::query(
+        on_writer!(self, |conn| sqlx::query(
             "UPDATE login_attempts SET locked_until = $2 WHERE email = $1"
         )
         .bind(&email)
         .bind(until)
-        .execute(pool)
+        .execute(conn)
         .await
         .map(|r| r.rows_affected()))?;
         Ok(Some(until))
     }
 
     pub async fn reset_login_failures(&self, email: &str) -> StoreResult<()> {
-        on_writer!(self, |pool| sqlx::query(
+        on_writer!(self, |conn| sqlx::query(
             "DELETE FROM login_attempts WHERE email = $1"
         )
         .bind(email.trim().to_lowercase())
-        .execute(pool)
+        .execute(conn)
         .await
         .map(|r| r.rows_affected()))?;
         Ok(())
@@ -489,7 +489,7 @@ impl Store {
         response: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
-        on_writer!(self, |pool| {
+        on_writer!(self, |conn| {
             sqlx::query(
             "INSERT INTO idempotency_keys (user_id, key, request_hash, status, response, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (user_id, key) DO NOTHING"
@@ -500,7 +500,7 @@ impl Store {
         .bind(status)
         .bind(response)
         .bind(now)
-        .execute(pool)
+        .execute(conn)
         .await
         .map(|r| r.rows_affected())
         })?;

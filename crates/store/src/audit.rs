@@ -123,8 +123,8 @@ const BATCH: i64 = 5_000;
 impl Store {
     /// Journals an action that changes nothing else (a read, a download, a login).
     pub async fn audit(&self, input: &AuditInput) -> StoreResult<()> {
-        on_writer!(self, |pool| {
-            let mut tx = pool.begin().await?;
+        on_writer!(self, |conn| {
+            let mut tx = conn.begin().await?;
             append_audit!(tx, input);
             tx.commit().await?;
             Ok::<_, sqlx::Error>(())
@@ -215,14 +215,14 @@ impl Store {
             at,
             public_key: signer.public_key(),
         };
-        on_writer!(self, |pool| {
+        on_writer!(self, |conn| {
             sqlx::query("INSERT INTO audit_checkpoints (seq, hash, at, public_key, signature) VALUES ($1, $2, $3, $4, $5)")
             .bind(checkpoint.seq)
             .bind(&checkpoint.hash)
             .bind(&checkpoint.at)
             .bind(&checkpoint.public_key)
             .bind(&checkpoint.signature)
-            .execute(pool)
+            .execute(conn)
             .await
             .map(|r| r.rows_affected())
         })?;

@@ -156,11 +156,11 @@ impl Store {
     ) -> StoreResult<bool> {
         let sql = "UPDATE api_tokens SET revoked_at = $3 WHERE id = $1 AND revoked_at IS NULL \
                    AND user_id IN (SELECT id FROM users WHERE organisation_id = $2)";
-        let changed = on_writer!(self, |pool| sqlx::query(sql)
+        let changed = on_writer!(self, |conn| sqlx::query(sql)
             .bind(id)
             .bind(organisation_id)
             .bind(now)
-            .execute(pool)
+            .execute(conn)
             .await
             .map(|r| r.rows_affected()))?;
         Ok(changed == 1)
@@ -170,7 +170,7 @@ impl Store {
         let sql = format!(
             "INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
         );
-        on_writer!(self, |pool| sqlx::query(&sql)
+        on_writer!(self, |conn| sqlx::query(&sql)
             .bind(hook.id)
             .bind(hook.organisation_id)
             .bind(&hook.url)
@@ -179,7 +179,7 @@ impl Store {
             .bind(hook.created_by)
             .bind(hook.created_at)
             .bind(hook.disabled_at)
-            .execute(pool)
+            .execute(conn)
             .await
             .map(|r| r.rows_affected()))?;
         Ok(())
@@ -215,11 +215,11 @@ impl Store {
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
         let sql = "UPDATE webhooks SET disabled_at = $3 WHERE id = $1 AND organisation_id = $2 AND disabled_at IS NULL";
-        let changed = on_writer!(self, |pool| sqlx::query(sql)
+        let changed = on_writer!(self, |conn| sqlx::query(sql)
             .bind(id)
             .bind(organisation_id)
             .bind(now)
-            .execute(pool)
+            .execute(conn)
             .await
             .map(|r| r.rows_affected()))?;
         Ok(changed == 1)
@@ -251,12 +251,12 @@ impl Store {
         let sql = "INSERT INTO jobs (id, kind, payload, status, attempts, run_at, created_at, webhook_id) \
                    SELECT $1, j.kind, j.payload, 'pending', 0, $2, $2, j.webhook_id FROM jobs j JOIN webhooks w ON w.id = j.webhook_id \
                    WHERE j.id = $3 AND w.organisation_id = $4 AND w.disabled_at IS NULL";
-        let inserted = on_writer!(self, |pool| sqlx::query(sql)
+        let inserted = on_writer!(self, |conn| sqlx::query(sql)
             .bind(Uuid::now_v7())
             .bind(now)
             .bind(delivery_id)
             .bind(organisation_id)
-            .execute(pool)
+            .execute(conn)
             .await
             .map(|r| r.rows_affected()))?;
         Ok(inserted == 1)

@@ -81,17 +81,34 @@ pub(crate) enum Pool {
     Postgres(PgPool),
 }
 
+/// Where writes go.
+#[derive(Debug, Clone)]
+pub(crate) enum Writer {
+    /// A SQLite file: its one writer connection (`None` once closed), kept out of any pool and
+    /// taken in turns, in arrival order. SQLite lets one writer at a time, and writers racing
+    /// for the file lock sleep in its busy handler (up to 100 ms a try, newcomers first): at 16
+    /// concurrent clients that made submissions 58 per second with a p99 near a second. It was
+    /// a pool of one connection until the eighth session, but a pool hands a connection back
+    /// through a spawned task that first pings it (a round trip to the connection's thread),
+    /// and only then wakes the next writer. On a busy machine that task waited for a runtime
+    /// thread while every writer waited for it: 13 of 16 submitting clients were queued for
+    /// the writer at any moment, and taking the connection out of the pool made submissions
+    /// ~25 % faster (BENCHMARKS.md).
+    Sqlite(std::sync::Arc<tokio::sync::Mutex<Option<sqlx::SqliteConnection>>>),
+    /// An in-memory SQLite database: the readers' pool (another connection would be another
+    /// database).
+    SqliteShared(SqlitePool),
+    Postgres(PgPool),
+}
+
 /// The storage of the whole platform. Cheap to clone (it holds connection pools).
 #[derive(Clone, Debug)]
 pub struct Store {
     /// For reads (and, on PostgreSQL, everything).
     pub(crate) pool: Pool,
-    /// For writes. On SQLite a pool of one connection: SQLite lets one writer at a time, and
-    /// writers queued here take turns in order, whereas writers racing for the file lock sleep
-    /// in SQLite's busy handler (up to 100 ms a try, newcomers first): at 16 concurrent clients
-    /// that made submissions 58 per second with a p99 near a second. On PostgreSQL, the same
-    /// pool as `pool` (row locks order writers).
-    pub(crate) writer: Pool,
+    /// For writes: on SQLite one connection taken in turns (see `Writer`); on PostgreSQL the
+    /// same pool as `pool` (row locks order writers).
+    pub(crate) writer: Writer,
     /// On SQLite, the CPU the writer connection's thread is pinned to, where write
     /// transactions are driven from (see `colocate`).
     pub(crate) writer_cpu: Option<usize>,
@@ -123,28 +140,74 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
-/// `on_pool!` for statements that write: runs `$body` with the writer pool. A body must not
-/// call another writing method of the store (on SQLite it would wait for its own connection).
+/// `on_pool!` for statements that write: runs `$body` with `$conn` bound to a connection of
+/// the writer (`&mut SqliteConnection` or `&mut PgConnection`; `$conn.begin()` starts a
+/// transaction) and `$db` naming the concrete sqlx database type. A body must not call
+/// another writing method of the store (on SQLite it would wait for its own connection).
 macro_rules! on_writer {
-    ($store:expr, |$pool:ident, $db:ident| $body:expr) => {
+    ($store:expr, |$conn:ident, $db:ident| $body:expr) => {
         match &$store.writer {
-            $crate::Pool::Sqlite($pool) => {
+            $crate::Writer::Sqlite(connection) => {
                 #[allow(dead_code)]
                 type $db = sqlx::Sqlite;
-                $crate::colocate::drive($store.writer_cpu, async { $body }).await
+                $crate::colocate::drive($store.writer_cpu, async {
+                    let mut connection = $crate::take_turn(connection).await?;
+                    let $conn: &mut sqlx::SqliteConnection =
+                        connection.as_mut().ok_or(sqlx::Error::PoolClosed)?;
+                    #[allow(unused_imports)]
+                    use sqlx::Connection as _;
+                    $body
+                })
+                .await
             }
-            $crate::Pool::Postgres($pool) => {
+            $crate::Writer::SqliteShared(pool) => {
+                #[allow(dead_code)]
+                type $db = sqlx::Sqlite;
+                async {
+                    let mut connection = pool.acquire().await?;
+                    #[allow(unused_imports)]
+                    use sqlx::Connection as _;
+                    let $conn: &mut sqlx::SqliteConnection = &mut connection;
+                    $body
+                }
+                .await
+            }
+            $crate::Writer::Postgres(pool) => {
                 #[allow(dead_code)]
                 type $db = sqlx::Postgres;
-                $body
+                async {
+                    let mut connection = pool.acquire().await?;
+                    #[allow(unused_imports)]
+                    use sqlx::Connection as _;
+                    let $conn: &mut sqlx::PgConnection = &mut connection;
+                    $body
+                }
+                .await
             }
         }
     };
-    ($store:expr, |$pool:ident| $body:expr) => {
-        on_writer!($store, |$pool, _Db| $body)
+    ($store:expr, |$conn:ident| $body:expr) => {
+        on_writer!($store, |$conn, _Db| $body)
     };
 }
 pub(crate) use on_writer;
+
+/// How long a write waits for its turn before giving up (as a pool's acquire timeout would).
+const WRITER_TURN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Waits for the SQLite writer connection, in arrival order.
+pub(crate) async fn take_turn(
+    connection: &tokio::sync::Mutex<Option<sqlx::SqliteConnection>>,
+) -> Result<tokio::sync::MutexGuard<'_, Option<sqlx::SqliteConnection>>, sqlx::Error> {
+    tokio::time::timeout(WRITER_TURN_TIMEOUT, connection.lock())
+        .await
+        .map_err(|_| sqlx::Error::PoolTimedOut)
+}
+
+/// Whether the concrete database of a generic body is PostgreSQL.
+pub(crate) fn is_postgres<DB: sqlx::Database>() -> bool {
+    DB::NAME == <sqlx::Postgres as sqlx::Database>::NAME
+}
 
 /// Whether `connection` runs a query of several statements in one call. SQLite does, in one
 /// round trip to the connection's thread (what a write transaction mostly waits for); a
@@ -159,16 +222,14 @@ impl Store {
     pub async fn connect(url: &str) -> StoreResult<Store> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url)?;
-            let pool = Pool::Postgres(
-                PgPoolOptions::new()
-                    .max_connections(16)
-                    .acquire_timeout(Duration::from_secs(10))
-                    .connect_with(options)
-                    .await?,
-            );
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options)
+                .await?;
             Ok(Store {
-                writer: pool.clone(),
-                pool,
+                pool: Pool::Postgres(pool.clone()),
+                writer: Writer::Postgres(pool),
                 writer_cpu: None,
             })
         } else {
@@ -198,27 +259,22 @@ impl Store {
             let in_memory = path.contains(":memory:") || path.contains("mode=memory");
             let mut writer_cpu = None;
             let writer = if in_memory {
-                readers.clone()
+                Writer::SqliteShared(readers.clone())
             } else {
                 let thread_name = colocate::writer_thread_name();
-                let pool = SqlitePoolOptions::new()
-                    .max_connections(1)
-                    .test_before_acquire(false)
-                    .acquire_timeout(Duration::from_secs(10))
-                    // The one connection, and so its pinned thread, is kept for good.
-                    .idle_timeout(None)
-                    .max_lifetime(None)
-                    .connect_with(options.thread_name({
-                        let thread_name = thread_name.clone();
-                        move |_| thread_name.clone()
-                    }))
-                    .await?;
+                let connection = sqlx::ConnectOptions::connect(&options.thread_name({
+                    let thread_name = thread_name.clone();
+                    move |_| thread_name.clone()
+                }))
+                .await?;
                 writer_cpu = colocate::pin_named_thread(&thread_name);
-                pool
+                Writer::Sqlite(std::sync::Arc::new(tokio::sync::Mutex::new(Some(
+                    connection,
+                ))))
             };
             Ok(Store {
                 pool: Pool::Sqlite(readers),
-                writer: Pool::Sqlite(writer),
+                writer,
                 writer_cpu,
             })
         }
@@ -234,16 +290,27 @@ impl Store {
     /// Applies the pending migrations of the backend. Safe to run at every start.
     pub async fn migrate(&self) -> StoreResult<()> {
         match &self.writer {
-            Pool::Sqlite(pool) => sqlx::migrate!("migrations/sqlite").run(pool).await?,
-            Pool::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await?,
+            Writer::Sqlite(connection) => {
+                let mut connection = take_turn(connection).await?;
+                let connection = connection.as_mut().ok_or(sqlx::Error::PoolClosed)?;
+                sqlx::migrate!("migrations/sqlite").run(connection).await?
+            }
+            Writer::SqliteShared(pool) => sqlx::migrate!("migrations/sqlite").run(pool).await?,
+            Writer::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await?,
         }
         Ok(())
     }
 
     /// Whether the database answers (for `/readyz`).
+    /// The writer is asked too: on SQLite it is one connection that nothing replaces, so a
+    /// writer that stopped answering must make the instance unready (and restarted).
     pub async fn ping(&self) -> StoreResult<()> {
         on_pool!(self, |pool| sqlx::query("SELECT 1")
             .execute(pool)
+            .await
+            .map(|_| ()))?;
+        on_writer!(self, |conn| sqlx::query("SELECT 1")
+            .execute(conn)
             .await
             .map(|_| ()))?;
         Ok(())
@@ -252,10 +319,11 @@ impl Store {
     /// Folds SQLite's write-ahead log into the database file, so that the file alone is a
     /// complete copy (backups, test templates). Nothing to do on PostgreSQL.
     pub async fn checkpoint(&self) -> StoreResult<()> {
-        if let Pool::Sqlite(pool) = &self.writer {
-            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                .execute(pool)
-                .await?;
+        if let Writer::Sqlite(_) | Writer::SqliteShared(_) = &self.writer {
+            on_writer!(self, |conn| sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(conn)
+                .await
+                .map(|_| ()))?;
         }
         Ok(())
     }
@@ -263,8 +331,8 @@ impl Store {
     /// Runs raw SQL: only for tests that tamper with the database on purpose.
     #[doc(hidden)]
     pub async fn execute_raw_for_tests(&self, sql: &str) -> StoreResult<()> {
-        on_writer!(self, |pool| sqlx::raw_sql(sql)
-            .execute(pool)
+        on_writer!(self, |conn| sqlx::raw_sql(sql)
+            .execute(conn)
             .await
             .map(|r| r.rows_affected()))?;
         Ok(())
@@ -272,7 +340,17 @@ impl Store {
 
     pub async fn close(&self) {
         on_pool!(self, |pool| pool.close().await);
-        on_writer!(self, |pool| pool.close().await)
+        match &self.writer {
+            Writer::Sqlite(connection) => {
+                let closing = connection.lock().await.take();
+                if let Some(connection) = closing {
+                    // Closing flushes the connection; failing to would lose nothing committed.
+                    let _ = sqlx::Connection::close(connection).await;
+                }
+            }
+            Writer::SqliteShared(pool) => pool.close().await,
+            Writer::Postgres(pool) => pool.close().await,
+        }
     }
 }
 
@@ -360,5 +438,97 @@ pub mod testing {
                 "postgres://u@h/x"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod writer_tests {
+    use crate::{ActorInfo, AuditInput, Store};
+    use std::time::Duration;
+
+    fn entry(n: usize) -> AuditInput {
+        AuditInput {
+            at: chrono::Utc::now(),
+            actor: ActorInfo {
+                user_id: None,
+                name: "Essai".into(),
+                role: "system".into(),
+                organisation: "Info Parquet".into(),
+            },
+            action: "test.write".into(),
+            target: format!("write:{n}"),
+            detail: String::new(),
+        }
+    }
+
+    async fn sqlite_store(dir: &tempfile::TempDir) -> Store {
+        let url = format!("sqlite:{}", dir.path().join("writer.db").display());
+        let store = Store::connect(&url).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        store
+    }
+
+    /// Writers from many tasks take the one connection in turns: every write lands, once, and
+    /// the journal they extend stays whole.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_take_turns_and_all_land() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = sqlite_store(&dir).await;
+        let writes: Vec<_> = (0..64)
+            .map(|n| {
+                let store = store.clone();
+                tokio::spawn(async move { store.audit(&entry(n)).await })
+            })
+            .collect();
+        for write in writes {
+            write.await.expect("task").expect("write");
+        }
+        let entries = store.audit_entries(0, 1000).await.expect("entries");
+        let mut targets: Vec<_> = entries
+            .iter()
+            .filter(|e| e.action == "test.write")
+            .map(|e| e.target.clone())
+            .collect();
+        targets.sort();
+        targets.dedup();
+        assert_eq!(targets.len(), 64);
+        assert!(store.verify_audit_chain().await.expect("verify").is_ok());
+    }
+
+    /// A write abandoned halfway (its request cancelled) leaves no transaction open on the
+    /// shared connection: the writes after it are committed and visible to the readers.
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_abandoned_write_leaves_the_connection_usable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = sqlite_store(&dir).await;
+        let mut abandoned = 0;
+        for n in 0..40 {
+            // A single-threaded runtime awaits the write, so the timeout can cut it anywhere.
+            let cut = Duration::from_micros(20 * n as u64);
+            if tokio::time::timeout(cut, store.audit(&entry(n)))
+                .await
+                .is_err()
+            {
+                abandoned += 1;
+            }
+        }
+        assert!(abandoned > 0, "no write was cut short");
+        assert!(abandoned < 40, "every write was cut short");
+        store.audit(&entry(1000)).await.expect("write after");
+        // Read through the readers' pool: only committed rows are visible there.
+        let entries = store.audit_entries(0, 1000).await.expect("entries");
+        assert!(entries.iter().any(|e| e.target == "write:1000"));
+        assert!(store.verify_audit_chain().await.expect("verify").is_ok());
+        store.ping().await.expect("ready");
+    }
+
+    /// Once the store is closed, a write fails at once instead of waiting.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_after_close_fails() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = sqlite_store(&dir).await;
+        store.audit(&entry(1)).await.expect("before close");
+        store.close().await;
+        assert!(store.audit(&entry(2)).await.is_err());
     }
 }

@@ -166,8 +166,8 @@ pub(crate) use write_outbox;
 impl Store {
     /// Writes outbox messages on their own (when no other change goes with them).
     pub async fn enqueue(&self, messages: &[OutboxMessage], now: DateTime<Utc>) -> StoreResult<()> {
-        on_writer!(self, |pool| {
-            let mut tx = pool.begin().await?;
+        on_writer!(self, |conn| {
+            let mut tx = conn.begin().await?;
             write_outbox!(tx, messages, now);
             tx.commit().await?;
             Ok::<_, sqlx::Error>(())
@@ -186,45 +186,36 @@ impl Store {
         limit: i64,
     ) -> StoreResult<Vec<Job>> {
         let until = now + lease;
-        let jobs = match &self.writer {
-            crate::Pool::Postgres(pool) => {
-                sqlx::query_as(
-                    "UPDATE jobs SET locked_until = $1, attempts = attempts + 1 WHERE id IN ( \
-                       SELECT id FROM jobs WHERE kind = $4 AND status = 'pending' AND run_at <= $2 AND (locked_until IS NULL OR locked_until <= $2) \
-                       ORDER BY run_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
-                     RETURNING id, kind, payload, attempts, run_at, created_at",
-                )
-                .bind(until)
-                .bind(now)
-                .bind(limit)
-                .bind(kind)
-                .fetch_all(pool)
-                .await?
-            }
-            crate::Pool::Sqlite(pool) => {
-                sqlx::query_as(
-                    "UPDATE jobs SET locked_until = $1, attempts = attempts + 1 WHERE id IN ( \
-                       SELECT id FROM jobs WHERE kind = $4 AND status = 'pending' AND run_at <= $2 AND (locked_until IS NULL OR locked_until <= $2) \
-                       ORDER BY run_at LIMIT $3) \
-                     RETURNING id, kind, payload, attempts, run_at, created_at",
-                )
-                .bind(until)
-                .bind(now)
-                .bind(limit)
-                .bind(kind)
-                .fetch_all(pool)
-                .await?
-            }
-        };
+        // PostgreSQL workers may run side by side: each claims rows the others have not
+        // locked. SQLite has one writer.
+        let jobs = on_writer!(self, |conn, Db| {
+            let skip_locked = if crate::is_postgres::<Db>() {
+                " FOR UPDATE SKIP LOCKED"
+            } else {
+                ""
+            };
+            sqlx::query_as(&format!(
+                "UPDATE jobs SET locked_until = $1, attempts = attempts + 1 WHERE id IN ( \
+                   SELECT id FROM jobs WHERE kind = $4 AND status = 'pending' AND run_at <= $2 AND (locked_until IS NULL OR locked_until <= $2) \
+                   ORDER BY run_at LIMIT $3{skip_locked}) \
+                 RETURNING id, kind, payload, attempts, run_at, created_at"
+            ))
+            .bind(until)
+            .bind(now)
+            .bind(limit)
+            .bind(kind)
+            .fetch_all(conn)
+            .await
+        })?;
         Ok(jobs)
     }
 
     pub async fn complete_job(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<()> {
-        on_writer!(self, |pool| {
+        on_writer!(self, |conn| {
             sqlx::query("UPDATE jobs SET status = 'done', done_at = $2, locked_until = NULL, last_error = NULL WHERE id = $1")
             .bind(id)
             .bind(now)
-            .execute(pool)
+            .execute(conn)
             .await
             .map(|r| r.rows_affected())
         })?;
@@ -240,13 +231,13 @@ impl Store {
         give_up: bool,
     ) -> StoreResult<()> {
         let status = if give_up { "failed" } else { "pending" };
-        on_writer!(self, |pool| {
+        on_writer!(self, |conn| {
             sqlx::query("UPDATE jobs SET status = $2, run_at = $3, locked_until = NULL, last_error = $4 WHERE id = $1")
             .bind(id)
             .bind(status)
             .bind(run_at)
             .bind(error)
-            .execute(pool)
+            .execute(conn)
             .await
             .map(|r| r.rows_affected())
         })?;
@@ -295,24 +286,24 @@ impl Store {
         user_id: Uuid,
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
-        on_writer!(self, |pool| sqlx::query(
+        on_writer!(self, |conn| sqlx::query(
             "UPDATE notifications SET read_at = $2 WHERE user_id = $1 AND read_at IS NULL"
         )
         .bind(user_id)
         .bind(now)
-        .execute(pool)
+        .execute(conn)
         .await
         .map(|r| r.rows_affected()))?;
         Ok(())
     }
 
     pub async fn set_email_notifications(&self, user_id: Uuid, enabled: bool) -> StoreResult<()> {
-        on_writer!(self, |pool| sqlx::query(
+        on_writer!(self, |conn| sqlx::query(
             "UPDATE users SET email_notifications = $2 WHERE id = $1"
         )
         .bind(user_id)
         .bind(enabled)
-        .execute(pool)
+        .execute(conn)
         .await
         .map(|r| r.rows_affected()))?;
         Ok(())
@@ -329,7 +320,7 @@ impl Store {
     }
 
     pub async fn add_shift(&self, shift: &OnCallShift, now: DateTime<Utc>) -> StoreResult<()> {
-        on_writer!(self, |pool| {
+        on_writer!(self, |conn| {
             sqlx::query(
             "INSERT INTO on_call_shifts (id, parquet_id, user_id, starts_at, ends_at, phone, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)"
         )
@@ -340,7 +331,7 @@ impl Store {
         .bind(shift.ends_at)
         .bind(&shift.phone)
         .bind(now)
-        .execute(pool)
+        .execute(conn)
         .await
         .map(|r| r.rows_affected())
         })?;
@@ -348,12 +339,12 @@ impl Store {
     }
 
     pub async fn delete_shift(&self, parquet_id: Uuid, id: Uuid) -> StoreResult<bool> {
-        let deleted = on_writer!(self, |pool| sqlx::query(
+        let deleted = on_writer!(self, |conn| sqlx::query(
             "DELETE FROM on_call_shifts WHERE id = $1 AND parquet_id = $2"
         )
         .bind(id)
         .bind(parquet_id)
-        .execute(pool)
+        .execute(conn)
         .await
         .map(|r| r.rows_affected()))?;
         Ok(deleted > 0)
@@ -399,7 +390,7 @@ impl Store {
         contact: &EscalationContact,
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
-        on_writer!(self, |pool| {
+        on_writer!(self, |conn| {
             sqlx::query(
             "INSERT INTO escalation_contacts (id, parquet_id, name, function, email, created_at) VALUES ($1, $2, $3, $4, $5, $6)"
         )
@@ -409,7 +400,7 @@ impl Store {
         .bind(&contact.function)
         .bind(&contact.email)
         .bind(now)
-        .execute(pool)
+        .execute(conn)
         .await
         .map(|r| r.rows_affected())
         })?;
@@ -417,12 +408,12 @@ impl Store {
     }
 
     pub async fn delete_escalation_contact(&self, parquet_id: Uuid, id: Uuid) -> StoreResult<bool> {
-        let deleted = on_writer!(self, |pool| sqlx::query(
+        let deleted = on_writer!(self, |conn| sqlx::query(
             "DELETE FROM escalation_contacts WHERE id = $1 AND parquet_id = $2"
         )
         .bind(id)
         .bind(parquet_id)
-        .execute(pool)
+        .execute(conn)
         .await
         .map(|r| r.rows_affected()))?;
         Ok(deleted > 0)
@@ -458,13 +449,13 @@ impl Store {
                    VALUES ($1, $2, $3, $4, $5) ON CONFLICT (parquet_id) DO UPDATE SET immediate_acknowledge_minutes = excluded.immediate_acknowledge_minutes, \
                    urgent_acknowledge_hours = excluded.urgent_acknowledge_hours, normal_register_working_days = excluded.normal_register_working_days, \
                    escalation_interval_minutes = excluded.escalation_interval_minutes";
-        on_writer!(self, |pool| sqlx::query(sql)
+        on_writer!(self, |conn| sqlx::query(sql)
             .bind(parquet_id)
             .bind(settings.immediate_acknowledge_minutes)
             .bind(settings.urgent_acknowledge_hours)
             .bind(settings.normal_register_working_days)
             .bind(settings.escalation_interval_minutes)
-            .execute(pool)
+            .execute(conn)
             .await
             .map(|r| r.rows_affected()))?;
         Ok(())

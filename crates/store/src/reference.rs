@@ -280,8 +280,8 @@ impl Store {
     }
 
     async fn insert_communes(&self, rows: &[CommuneRow]) -> StoreResult<()> {
-        on_writer!(self, |pool, Db| {
-            let mut tx = pool.begin().await?;
+        on_writer!(self, |conn, Db| {
+            let mut tx = conn.begin().await?;
             for chunk in rows.chunks(BATCH) {
                 let mut query = sqlx::QueryBuilder::<Db>::new(
                     "INSERT INTO communes (insee, name, search_name, kind, parent_insee, departement, arrondissement, postal_codes, population) ",
@@ -308,8 +308,8 @@ impl Store {
 
     /// Inserts or replaces offences by number (the official file is the authority).
     pub async fn upsert_offences(&self, rows: &[Offence]) -> StoreResult<()> {
-        on_writer!(self, |pool, Db| {
-            let mut tx = pool.begin().await?;
+        on_writer!(self, |conn, Db| {
+            let mut tx = conn.begin().await?;
             for chunk in rows.chunks(BATCH) {
                 let mut query = sqlx::QueryBuilder::<Db>::new(
                     "INSERT INTO offences (code, nature, label, search_label, defined_by, punished_by) ",
@@ -352,14 +352,14 @@ impl Store {
                 r.get(1).unwrap_or("").to_string(),
             ));
         }
-        on_writer!(self, |pool, Db| {
+        on_writer!(self, |conn, Db| {
             let mut query =
                 sqlx::QueryBuilder::<Db>::new("INSERT INTO dismissal_reasons (code, label) ");
             query.push_values(&reasons, |mut b, (code, label)| {
                 b.push_bind(code.clone()).push_bind(label.clone());
             });
             query.push(" ON CONFLICT (code) DO NOTHING");
-            query.build().execute(pool).await.map(|r| r.rows_affected())
+            query.build().execute(conn).await.map(|r| r.rows_affected())
         })?;
         Ok(())
     }
@@ -399,8 +399,8 @@ impl Store {
     }
 
     async fn write_competences(&self, rows: &[(String, Uuid, &'static str)]) -> StoreResult<()> {
-        on_writer!(self, |pool, Db| {
-            let mut tx = pool.begin().await?;
+        on_writer!(self, |conn, Db| {
+            let mut tx = conn.begin().await?;
             for chunk in rows.chunks(BATCH) {
                 let mut query = sqlx::QueryBuilder::<Db>::new(
                     "INSERT INTO competences (insee, parquet_id, source) ",

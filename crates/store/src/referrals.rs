@@ -432,8 +432,8 @@ impl Store {
             facts_ended_on, commune_insee, address, administration_id, author_id, parquet_id, competence, competence_reason, \
             limitation_date, created_at, updated_at) \
             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18)";
-        on_writer!(self, |pool, Db| {
-            let mut tx = pool.begin().await?;
+        on_writer!(self, |conn, Db| {
+            let mut tx = conn.begin().await?;
             sqlx::query(sql)
                 .bind(id)
                 .bind(status)
@@ -475,8 +475,8 @@ impl Store {
         let sql = "UPDATE referrals SET kind = $2, urgency = $3, title = $4, facts = $5, administration_reference = $6, \
             facts_started_on = $7, facts_ended_on = $8, commune_insee = $9, address = $10, parquet_id = $11, competence = $12, \
             competence_reason = $13, limitation_date = $14, updated_at = $15 WHERE id = $1 AND status = 'draft'";
-        let updated = on_writer!(self, |pool, Db| {
-            let mut tx = pool.begin().await?;
+        let updated = on_writer!(self, |conn, Db| {
+            let mut tx = conn.begin().await?;
             let result = sqlx::query(sql)
                 .bind(id)
                 .bind(&content.kind)
@@ -743,8 +743,8 @@ impl Store {
         actor: &ActorInfo,
         event: &NewEvent,
     ) -> StoreResult<bool> {
-        let applied = on_writer!(self, |pool, Db| {
-            let mut tx = pool.begin().await?;
+        let applied = on_writer!(self, |conn, Db| {
+            let mut tx = conn.begin().await?;
             let mut q = sqlx::QueryBuilder::<Db>::new("UPDATE referrals SET updated_at = ");
             q.push_bind(now);
             macro_rules! set {
@@ -816,9 +816,9 @@ impl Store {
     pub async fn next_reference_number(&self, year: i32) -> StoreResult<i64> {
         let sql = "INSERT INTO reference_counters (year, last_value) VALUES ($1, 1) \
                    ON CONFLICT (year) DO UPDATE SET last_value = reference_counters.last_value + 1 RETURNING last_value";
-        Ok(on_writer!(self, |pool| sqlx::query_scalar(sql)
+        Ok(on_writer!(self, |conn| sqlx::query_scalar(sql)
             .bind(i64::from(year))
-            .fetch_one(pool)
+            .fetch_one(conn)
             .await)?)
     }
 
@@ -829,8 +829,8 @@ impl Store {
         event: &NewEvent,
     ) -> StoreResult<()> {
         let sql = format!("INSERT INTO attachments ({ATTACHMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)");
-        on_writer!(self, |pool| {
-            let mut tx = pool.begin().await?;
+        on_writer!(self, |conn| {
+            let mut tx = conn.begin().await?;
             sqlx::query(&sql)
                 .bind(attachment.id)
                 .bind(attachment.referral_id)
@@ -882,8 +882,8 @@ impl Store {
         actor: &ActorInfo,
         event: &NewEvent,
     ) -> StoreResult<()> {
-        on_writer!(self, |pool| {
-            let mut tx = pool.begin().await?;
+        on_writer!(self, |conn| {
+            let mut tx = conn.begin().await?;
             write_event!(tx, referral_id, now, actor, event);
             tx.commit().await?;
             Ok::<_, sqlx::Error>(())
@@ -913,8 +913,8 @@ impl Store {
             role: message.author_role.clone(),
             organisation: message.author_organisation.clone(),
         };
-        on_writer!(self, |pool| {
-            let mut tx = pool.begin().await?;
+        on_writer!(self, |conn| {
+            let mut tx = conn.begin().await?;
             sqlx::query(
                 "INSERT INTO messages (id, referral_id, internal, author_id, author_name, author_role, author_organisation, body, at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -979,13 +979,13 @@ impl Store {
         previous: &str,
         rewrapped: &str,
     ) -> StoreResult<bool> {
-        let changed = on_writer!(self, |pool| sqlx::query(
+        let changed = on_writer!(self, |conn| sqlx::query(
             "UPDATE attachments SET wrapped_key = $3 WHERE id = $1 AND wrapped_key = $2"
         )
         .bind(id)
         .bind(previous)
         .bind(rewrapped)
-        .execute(pool)
+        .execute(conn)
         .await
         .map(|r| r.rows_affected()))?;
         Ok(changed == 1)

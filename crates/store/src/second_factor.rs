@@ -25,12 +25,12 @@ impl Store {
     }
 
     pub async fn set_totp_pending(&self, user_id: Uuid, secret: &str) -> StoreResult<()> {
-        on_writer!(self, |pool| sqlx::query(
+        on_writer!(self, |conn| sqlx::query(
             "UPDATE users SET totp_pending_secret = $2 WHERE id = $1"
         )
         .bind(user_id)
         .bind(secret)
-        .execute(pool)
+        .execute(conn)
         .await
         .map(|r| r.rows_affected()))?;
         Ok(())
@@ -45,8 +45,8 @@ impl Store {
         step: i64,
         recovery_hashes: &[String],
     ) -> StoreResult<bool> {
-        let enabled = on_writer!(self, |pool| {
-            let mut tx = pool.begin().await?;
+        let enabled = on_writer!(self, |conn| {
+            let mut tx = conn.begin().await?;
             let changed = sqlx::query(
                 "UPDATE users SET totp_secret = $2, totp_pending_secret = NULL, totp_last_step = $3 \
                  WHERE id = $1 AND totp_pending_secret = $2",
@@ -78,8 +78,8 @@ impl Store {
     }
 
     pub async fn disable_totp(&self, user_id: Uuid) -> StoreResult<()> {
-        on_writer!(self, |pool| {
-            let mut tx = pool.begin().await?;
+        on_writer!(self, |conn| {
+            let mut tx = conn.begin().await?;
             sqlx::query(
                 "UPDATE users SET totp_secret = NULL, totp_pending_secret = NULL, totp_last_step = NULL WHERE id = $1",
             )
@@ -99,13 +99,13 @@ impl Store {
     /// Records a time step as used; false when it (or a later one) already was, so that a code
     /// seen over someone's shoulder cannot be replayed.
     pub async fn accept_totp_step(&self, user_id: Uuid, step: i64) -> StoreResult<bool> {
-        let changed = on_writer!(self, |pool| {
+        let changed = on_writer!(self, |conn| {
             sqlx::query(
             "UPDATE users SET totp_last_step = $2 WHERE id = $1 AND (totp_last_step IS NULL OR totp_last_step < $2)"
         )
         .bind(user_id)
         .bind(step)
-        .execute(pool)
+        .execute(conn)
         .await
         .map(|r| r.rows_affected())
         })?;
@@ -119,14 +119,14 @@ impl Store {
         code_hash: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
-        let changed = on_writer!(self, |pool| {
+        let changed = on_writer!(self, |conn| {
             sqlx::query(
             "UPDATE recovery_codes SET used_at = $3 WHERE user_id = $1 AND code_hash = $2 AND used_at IS NULL"
         )
         .bind(user_id)
         .bind(code_hash)
         .bind(now)
-        .execute(pool)
+        .execute(conn)
         .await
         .map(|r| r.rows_affected())
         })?;
@@ -148,14 +148,14 @@ impl Store {
         user_id: Uuid,
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
-        on_writer!(self, |pool| {
+        on_writer!(self, |conn| {
             sqlx::query(
             "INSERT INTO second_factor_challenges (id_hash, user_id, created_at, attempts) VALUES ($1, $2, $3, 0)"
         )
         .bind(id_hash)
         .bind(user_id)
         .bind(now)
-        .execute(pool)
+        .execute(conn)
         .await
         .map(|r| r.rows_affected())
         })?;
@@ -183,22 +183,22 @@ impl Store {
     }
 
     pub async fn second_factor_failed(&self, id_hash: &str) -> StoreResult<()> {
-        on_writer!(self, |pool| sqlx::query(
+        on_writer!(self, |conn| sqlx::query(
             "UPDATE second_factor_challenges SET attempts = attempts + 1 WHERE id_hash = $1"
         )
         .bind(id_hash)
-        .execute(pool)
+        .execute(conn)
         .await
         .map(|r| r.rows_affected()))?;
         Ok(())
     }
 
     pub async fn delete_second_factor_challenge(&self, id_hash: &str) -> StoreResult<()> {
-        on_writer!(self, |pool| sqlx::query(
+        on_writer!(self, |conn| sqlx::query(
             "DELETE FROM second_factor_challenges WHERE id_hash = $1"
         )
         .bind(id_hash)
-        .execute(pool)
+        .execute(conn)
         .await
         .map(|r| r.rows_affected()))?;
         Ok(())
@@ -214,7 +214,7 @@ impl Store {
         pkce_verifier: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
-        on_writer!(self, |pool| {
+        on_writer!(self, |conn| {
             sqlx::query(
             "INSERT INTO oidc_logins (state_hash, nonce, pkce_verifier, created_at) VALUES ($1, $2, $3, $4)"
         )
@@ -222,7 +222,7 @@ impl Store {
         .bind(nonce)
         .bind(pkce_verifier)
         .bind(now)
-        .execute(pool)
+        .execute(conn)
         .await
         .map(|r| r.rows_affected())
         })?;
@@ -236,8 +236,8 @@ impl Store {
         state_hash: &str,
         created_after: DateTime<Utc>,
     ) -> StoreResult<Option<(String, String)>> {
-        let found = on_writer!(self, |pool| {
-            let mut tx = pool.begin().await?;
+        let found = on_writer!(self, |conn| {
+            let mut tx = conn.begin().await?;
             let found: Option<(String, String)> = sqlx::query_as(
                 "SELECT nonce, pkce_verifier FROM oidc_logins WHERE state_hash = $1 AND created_at > $2",
             )
@@ -258,12 +258,12 @@ impl Store {
     }
 
     pub async fn set_session_id_token(&self, id_hash: &str, id_token: &str) -> StoreResult<()> {
-        on_writer!(self, |pool| sqlx::query(
+        on_writer!(self, |conn| sqlx::query(
             "UPDATE sessions SET id_token = $2 WHERE id_hash = $1"
         )
         .bind(id_hash)
         .bind(id_token)
-        .execute(pool)
+        .execute(conn)
         .await
         .map(|r| r.rows_affected()))?;
         Ok(())

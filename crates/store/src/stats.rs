@@ -269,7 +269,7 @@ impl Store {
         }
         let ids: Vec<i64> = changes.iter().map(|c| c.id).collect();
         for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-            on_writer!(self, |pool, Db| {
+            on_writer!(self, |conn, Db| {
                 let mut q =
                     sqlx::QueryBuilder::<Db>::new("DELETE FROM stats_changes WHERE id IN (");
                 let mut list = q.separated(", ");
@@ -277,7 +277,7 @@ impl Store {
                     list.push_bind(*id);
                 }
                 q.push(")");
-                q.build().execute(pool).await.map(|_| ())
+                q.build().execute(conn).await.map(|_| ())
             })?;
         }
         Ok(months.len())
@@ -286,11 +286,11 @@ impl Store {
     /// Queues every sent referral, so that the next refresh rebuilds all cells (after a bulk
     /// load that bypassed the timeline, such as `seed-scale`).
     pub async fn queue_all_for_stats(&self) -> StoreResult<()> {
-        on_writer!(self, |pool| {
+        on_writer!(self, |conn| {
             sqlx::query(
                 "INSERT INTO stats_changes (referral_id) SELECT id FROM referrals WHERE submitted_at IS NOT NULL",
             )
-            .execute(pool)
+            .execute(conn)
             .await
             .map(|_| ())
         })?;
@@ -307,8 +307,8 @@ impl Store {
         let facts = self.facts_sent_between(from, to).await?;
         let cells = domain::stats::cells_of(&facts);
         let rows = month_rows(month, &cells).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-        on_writer!(self, |pool, Db| {
-            let mut tx = pool.begin().await?;
+        on_writer!(self, |conn, Db| {
+            let mut tx = conn.begin().await?;
             sqlx::query("DELETE FROM stats_months WHERE month = $1")
                 .bind(month)
                 .execute(&mut *tx)
