@@ -302,6 +302,7 @@ impl Store {
     }
 
     /// Whether the database answers (for `/readyz`).
+    ///
     /// The writer is asked too: on SQLite it is one connection that nothing replaces, so a
     /// writer that stopped answering must make the instance unready (and restarted).
     pub async fn ping(&self) -> StoreResult<()> {
