@@ -214,6 +214,16 @@ macro_rules! write_event {
     }};
 }
 
+/// Allocates the next human reference number of a year (bound as `$1`), on both backends.
+const NEXT_REFERENCE_NUMBER: &str = "INSERT INTO reference_counters (year, last_value) VALUES ($1, 1) \
+     ON CONFLICT (year) DO UPDATE SET last_value = reference_counters.last_value + 1 RETURNING last_value";
+
+/// The change a write applies: given whole, or built from the reference number it allocates.
+enum Change<'a, F> {
+    Given(&'a ReferralUpdate, &'a NewEvent),
+    Numbered(i32, F),
+}
+
 /// The WHERE clauses of a referral filter, shared by lists and counts.
 macro_rules! push_filter {
     ($q:expr, $filter:expr, $db:ty) => {
@@ -743,8 +753,69 @@ impl Store {
         actor: &ActorInfo,
         event: &NewEvent,
     ) -> StoreResult<bool> {
+        self.apply_change(
+            id,
+            expected_status,
+            Change::<fn(i64) -> (ReferralUpdate, NewEvent)>::Given(update, event),
+            now,
+            actor,
+        )
+        .await
+    }
+
+    /// Sends a referral: allocates the next reference number of `year` and applies the change
+    /// `sending` makes of it (reference, signed receipt, messages), in one transaction. So a
+    /// sending that loses a race with another change (`false`) leaves no gap in the numbering,
+    /// and the number costs no write of its own.
+    pub async fn apply_numbered_update<F>(
+        &self,
+        id: Uuid,
+        expected_status: &str,
+        year: i32,
+        now: DateTime<Utc>,
+        actor: &ActorInfo,
+        sending: F,
+    ) -> StoreResult<bool>
+    where
+        F: FnOnce(i64) -> (ReferralUpdate, NewEvent) + Send,
+    {
+        self.apply_change(
+            id,
+            expected_status,
+            Change::Numbered(year, sending),
+            now,
+            actor,
+        )
+        .await
+    }
+
+    async fn apply_change<F>(
+        &self,
+        id: Uuid,
+        expected_status: &str,
+        change: Change<'_, F>,
+        now: DateTime<Utc>,
+        actor: &ActorInfo,
+    ) -> StoreResult<bool>
+    where
+        F: FnOnce(i64) -> (ReferralUpdate, NewEvent) + Send,
+    {
         let applied = on_writer!(self, |conn, Db| {
             let mut tx = conn.begin().await?;
+            let numbered;
+            let (update, event) = match change {
+                Change::Given(update, event) => (update, event),
+                Change::Numbered(year, sending) => {
+                    // Taken first: the counter's row stays locked until the commit, and is
+                    // restored by the rollback if the guard below finds the referral changed.
+                    let number: i64 = sqlx::query_scalar(NEXT_REFERENCE_NUMBER)
+                        .bind(i64::from(year))
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    numbered = sending(number);
+                    (&numbered.0, &numbered.1)
+                }
+            };
             let mut q = sqlx::QueryBuilder::<Db>::new("UPDATE referrals SET updated_at = ");
             q.push_bind(now);
             macro_rules! set {
@@ -810,16 +881,6 @@ impl Store {
             Ok::<_, StoreError>(true)
         })?;
         Ok(applied)
-    }
-
-    /// Allocates the next human reference number of `year`, atomically on both backends.
-    pub async fn next_reference_number(&self, year: i32) -> StoreResult<i64> {
-        let sql = "INSERT INTO reference_counters (year, last_value) VALUES ($1, 1) \
-                   ON CONFLICT (year) DO UPDATE SET last_value = reference_counters.last_value + 1 RETURNING last_value";
-        Ok(on_writer!(self, |conn| sqlx::query_scalar(sql)
-            .bind(i64::from(year))
-            .fetch_one(conn)
-            .await)?)
     }
 
     pub async fn add_attachment(

@@ -164,7 +164,7 @@ conformance!(
     referral_drafts_children_and_updates,
     transitions_are_guarded_and_journaled,
     parquet_numbers_are_unique_per_parquet,
-    reference_numbers_are_sequential,
+    reference_numbers_follow_each_other_and_a_lost_race_burns_none,
     lists_respect_scope_filters_and_pagination,
     messages_separate_internal_notes,
     journal_chain_catches_alteration_deletion_and_reordering,
@@ -915,14 +915,64 @@ async fn parquet_numbers_are_unique_per_parquet(store: Store) {
         .expect("other parquet may reuse it"));
 }
 
-async fn reference_numbers_are_sequential(store: Store) {
-    let first = store.next_reference_number(2026).await.expect("n");
-    let second = store.next_reference_number(2026).await.expect("n");
-    assert_eq!((first, second), (1, 2));
+async fn reference_numbers_follow_each_other_and_a_lost_race_burns_none(store: Store) {
+    let w = world(store).await;
+    let now = now();
+    let mut ids = Vec::new();
+    for title in ["A", "B", "C"] {
+        let id = Uuid::now_v7();
+        w.store
+            .create_referral(
+                id,
+                w.administration.id,
+                w.agent.id,
+                "draft",
+                &content(title, Some(w.parquet.id)),
+                now,
+                &actor(&w.agent),
+                &event("created"),
+            )
+            .await
+            .expect("create");
+        ids.push(id);
+    }
+    let sending = |year: i32| {
+        move |number: i64| {
+            let update = ReferralUpdate {
+                status: Some("submitted".into()),
+                reference: Some(format!("IP-{year}-{number:06}")),
+                submitted_at: Some(now),
+                ..Default::default()
+            };
+            (update, event("submitted"))
+        }
+    };
+    let send = |id: Uuid, year: i32| {
+        let store = w.store.clone();
+        let agent = actor(&w.agent);
+        async move {
+            store
+                .apply_numbered_update(id, "draft", year, now, &agent, sending(year))
+                .await
+                .expect("send")
+        }
+    };
+    assert!(send(ids[0], 2026).await);
+    assert!(
+        !send(ids[0], 2026).await,
+        "a referral already sent is not sent again"
+    );
+    assert!(send(ids[1], 2026).await);
+    assert!(send(ids[2], 2027).await);
+    let mut references = Vec::new();
+    for id in &ids {
+        let referral = w.store.referral(*id).await.expect("load").expect("exists");
+        references.push(referral.row.reference.expect("sent"));
+    }
     assert_eq!(
-        store.next_reference_number(2027).await.expect("n"),
-        1,
-        "numbering restarts each year"
+        references,
+        ["IP-2026-000001", "IP-2026-000002", "IP-2027-000001"],
+        "no number lost to the refused sending, and numbering restarts each year"
     );
 }
 

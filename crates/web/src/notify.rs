@@ -134,30 +134,62 @@ pub async fn for_users(
     referral: &Referral,
     notice: Notice,
 ) -> StoreResult<Vec<OutboxMessage>> {
-    let reference = referral
-        .row
-        .reference
-        .clone()
-        .unwrap_or_else(|| "(brouillon)".into());
-    let link = link(state, referral.row.id);
-    let mut messages = Vec::new();
+    let recipients = recipients(state, users).await?;
+    Ok(messages(state, &recipients, referral, notice))
+}
+
+/// Someone to tell, and whether by e-mail too.
+pub struct Recipient {
+    user_id: Uuid,
+    email: Option<String>,
+}
+
+/// The active users among `users`, once each, with their choice about e-mails: what the
+/// messages need from the database, so that they can be written later, inside a transaction.
+pub async fn recipients(state: &AppState, users: &[User]) -> StoreResult<Vec<Recipient>> {
+    let mut recipients = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for user in users.iter().filter(|u| u.active) {
         if !seen.insert(user.id) {
             continue;
         }
         let wants_email = state.store.email_notifications_enabled(user.id).await?;
-        messages.push(OutboxMessage {
-            user_id: Some(user.id),
+        recipients.push(Recipient {
+            user_id: user.id,
             email: wants_email.then(|| user.email.clone()),
+        });
+    }
+    Ok(recipients)
+}
+
+/// A notification for each recipient, naming the referral by its reference.
+pub fn messages(
+    state: &AppState,
+    recipients: &[Recipient],
+    referral: &Referral,
+    notice: Notice,
+) -> Vec<OutboxMessage> {
+    let reference = referral
+        .row
+        .reference
+        .clone()
+        .unwrap_or_else(|| "(brouillon)".into());
+    let link = link(state, referral.row.id);
+    recipients
+        .iter()
+        .map(|recipient| OutboxMessage {
+            user_id: Some(recipient.user_id),
+            email: recipient.email.clone(),
             referral_id: Some(referral.row.id),
             kind: notice.kind().into(),
             title: notice.title(&reference),
             link: link.clone(),
-            email_body: wants_email.then(|| email(&user.email, notice, &reference, &link)),
-        });
-    }
-    Ok(messages)
+            email_body: recipient
+                .email
+                .as_deref()
+                .map(|to| email(to, notice, &reference, &link)),
+        })
+        .collect()
 }
 
 /// The parquet's people to tell: its clerks, the assigned prosecutor, and for urgent matters

@@ -151,9 +151,23 @@ impl<'a> ReferralService<'a> {
         referral: &Referral,
         event_type: &str,
     ) -> Result<Vec<store::OutboxMessage>, AppError> {
+        Ok(match self.to_tell(referral, event_type).await? {
+            Some((users, notice)) => {
+                crate::notify::for_users(self.state, &users, referral, notice).await?
+            }
+            None => Vec::new(),
+        })
+    }
+
+    /// Who is told of a timeline entry of this type, and how (`None`: nobody).
+    async fn to_tell(
+        &self,
+        referral: &Referral,
+        event_type: &str,
+    ) -> Result<Option<(Vec<store::User>, crate::notify::Notice)>, AppError> {
         use crate::notify::{self, Notice};
         let now = self.state.now();
-        let (users, notice) = match event_type {
+        Ok(Some(match event_type {
             "submitted" | "validated" => {
                 let urgent = referral.row.urgency != Urgency::Normal.as_str();
                 let notice = match Urgency::parse(&referral.row.urgency) {
@@ -198,9 +212,8 @@ impl<'a> ReferralService<'a> {
                 notify::sender_recipients(self.state, referral).await?,
                 Notice::Judgement,
             ),
-            _ => return Ok(Vec::new()),
-        };
-        Ok(notify::for_users(self.state, &users, referral, notice).await?)
+            _ => return Ok(None),
+        }))
     }
 
     /// Loads a referral for reading, and journals the read: every read of a referral by anyone
@@ -287,9 +300,7 @@ impl<'a> ReferralService<'a> {
             )
             .await?;
         if !applied {
-            return Err(AppError::Conflict(
-                "La saisine a été modifiée entre-temps ; rechargez-la.".into(),
-            ));
+            return Err(changed_meanwhile());
         }
         self.load(referral.row.id).await
     }
@@ -605,46 +616,71 @@ impl<'a> ReferralService<'a> {
         self.send(&referral, "submitted").await
     }
 
-    /// Sends to the parquet: reference, verification code, instant.
+    /// Sends to the parquet: reference, verification code, instant, signed receipt and messages,
+    /// in the transaction that allocates the reference number.
     async fn send(&self, referral: &Referral, event_type: &str) -> Result<Referral, AppError> {
         let now = self.state.now();
-        let number = self.state.store.next_reference_number(now.year()).await?;
-        let reference = format!("IP-{}-{number:06}", now.year());
+        let year = now.year();
         let parquet = referral
             .parquet
             .as_ref()
             .map(|p| p.name.clone())
             .unwrap_or_default();
         let code = random_code();
-        // The receipt is signed over exactly what the database will hold once sent.
+        // The receipt is signed over exactly what the database will hold once sent; only the
+        // reference is left to fill in once its number is allocated.
         let mut sent = referral.clone();
-        sent.row.reference = Some(reference.clone());
+        sent.row.reference = Some(String::new());
         sent.row.submitted_at = Some(now);
         sent.row.verification_code = Some(code.clone());
-        let content = crate::views::receipt_content(&sent)
+        let mut receipt = crate::views::receipt_content(&sent)
             .ok_or_else(|| AppError::Internal("receipt without parquet".into()))?;
-        let signature = self
-            .state
-            .signer
-            .sign(&domain::integrity::canonical_bytes(&content));
-        let update = ReferralUpdate {
-            status: Some(Status::Submitted.as_str().into()),
-            reference: Some(reference.clone()),
-            verification_code: Some(code),
-            submitted_at: Some(now),
-            receipt_signature: Some(signature),
-            ..Default::default()
+        let to_tell = match self.to_tell(&sent, event_type).await? {
+            Some((users, notice)) => {
+                Some((crate::notify::recipients(self.state, &users).await?, notice))
+            }
+            None => None,
         };
-        self.apply(
-            referral,
-            update,
-            event(
-                event_type,
-                Audience::Everyone,
-                format!("Saisine {reference} transmise au {parquet}"),
-            ),
-        )
-        .await
+        let applied = self
+            .state
+            .store
+            .apply_numbered_update(
+                referral.row.id,
+                &referral.row.status,
+                year,
+                now,
+                &self.user.actor_info(),
+                |number| {
+                    let reference = format!("IP-{year}-{number:06}");
+                    receipt.reference = reference.clone();
+                    sent.row.reference = Some(reference.clone());
+                    let outbox = to_tell
+                        .map(|(recipients, notice)| {
+                            crate::notify::messages(self.state, &recipients, &sent, notice)
+                        })
+                        .unwrap_or_default();
+                    let update = ReferralUpdate {
+                        status: Some(Status::Submitted.as_str().into()),
+                        reference: Some(reference.clone()),
+                        verification_code: Some(code),
+                        submitted_at: Some(now),
+                        receipt_signature: Some(
+                            self.state
+                                .signer
+                                .sign(&domain::integrity::canonical_bytes(&receipt)),
+                        ),
+                        outbox,
+                        ..Default::default()
+                    };
+                    let summary = format!("Saisine {reference} transmise au {parquet}");
+                    (update, event(event_type, Audience::Everyone, summary))
+                },
+            )
+            .await?;
+        if !applied {
+            return Err(changed_meanwhile());
+        }
+        self.load(referral.row.id).await
     }
 
     pub async fn validate(&self, id: Uuid) -> Result<Referral, AppError> {
@@ -1464,4 +1500,9 @@ pub fn content_of(referral: &Referral) -> ReferralContent {
         offence_codes: referral.offence_codes.clone(),
         parties: referral.parties.clone(),
     }
+}
+
+/// A change that lost a race with another one on the same referral.
+fn changed_meanwhile() -> AppError {
+    AppError::Conflict("La saisine a été modifiée entre-temps ; rechargez-la.".into())
 }
