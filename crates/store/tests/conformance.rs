@@ -91,6 +91,25 @@ async fn world(store: Store) -> World {
     }
 }
 
+/// A new draft of the world's agent, created at `at`.
+async fn agent_draft(w: &World, content: &ReferralContent, at: DateTime<Utc>) -> Uuid {
+    let id = Uuid::now_v7();
+    w.store
+        .create_referral(
+            id,
+            w.administration.id,
+            w.agent.id,
+            "draft",
+            content,
+            at,
+            &actor(&w.agent),
+            &event("created"),
+        )
+        .await
+        .expect("create");
+    id
+}
+
 fn actor(user: &User) -> ActorInfo {
     ActorInfo {
         user_id: Some(user.id),
@@ -193,20 +212,7 @@ async fn full_text_search_finds_words_stems_parties_and_references(store: Store)
     let mut waste = content("Déchets", Some(w.parquet.id));
     waste.administration_reference = Some("PV-2026/117".into());
     for c in [&undeclared, &benefits, &waste] {
-        let id = Uuid::now_v7();
-        w.store
-            .create_referral(
-                id,
-                w.administration.id,
-                w.agent.id,
-                "draft",
-                c,
-                now,
-                &actor(&w.agent),
-                &event("created"),
-            )
-            .await
-            .expect("create");
+        let id = agent_draft(&w, c, now).await;
         ids.push(id);
     }
     let search = |text: &str| {
@@ -555,21 +561,8 @@ async fn users_tokens_and_sessions(store: Store) {
 
 async fn referral_drafts_children_and_updates(store: Store) {
     let w = world(store).await;
-    let id = Uuid::now_v7();
     let now = now();
-    w.store
-        .create_referral(
-            id,
-            w.administration.id,
-            w.agent.id,
-            "draft",
-            &content("Tromperie", None),
-            now,
-            &actor(&w.agent),
-            &event("created"),
-        )
-        .await
-        .expect("create");
+    let id = agent_draft(&w, &content("Tromperie", None), now).await;
     let referral = w.store.referral(id).await.expect("load").expect("exists");
     assert_eq!(
         referral.offence_codes,
@@ -697,21 +690,8 @@ async fn referral_drafts_children_and_updates(store: Store) {
 
 async fn transitions_are_guarded_and_journaled(store: Store) {
     let w = world(store).await;
-    let id = Uuid::now_v7();
     let now = now();
-    w.store
-        .create_referral(
-            id,
-            w.administration.id,
-            w.agent.id,
-            "draft",
-            &content("A", Some(w.parquet.id)),
-            now,
-            &actor(&w.agent),
-            &event("created"),
-        )
-        .await
-        .expect("create");
+    let id = agent_draft(&w, &content("A", Some(w.parquet.id)), now).await;
     let submit = ReferralUpdate {
         status: Some("submitted".into()),
         reference: Some("IP-2026-000001".into()),
@@ -920,20 +900,7 @@ async fn reference_numbers_follow_each_other_and_a_lost_race_burns_none(store: S
     let now = now();
     let mut ids = Vec::new();
     for title in ["A", "B", "C"] {
-        let id = Uuid::now_v7();
-        w.store
-            .create_referral(
-                id,
-                w.administration.id,
-                w.agent.id,
-                "draft",
-                &content(title, Some(w.parquet.id)),
-                now,
-                &actor(&w.agent),
-                &event("created"),
-            )
-            .await
-            .expect("create");
+        let id = agent_draft(&w, &content(title, Some(w.parquet.id)), now).await;
         ids.push(id);
     }
     let sending = |year: i32| {
@@ -1126,21 +1093,8 @@ async fn raw(store: &Store, sql: &str) {
 async fn journal_chain_catches_alteration_deletion_and_reordering(store: Store) {
     use domain::integrity::{verify_signature, ChainFault, Signer};
     let w = world(store).await;
-    let id = Uuid::now_v7();
     let now = now();
-    w.store
-        .create_referral(
-            id,
-            w.administration.id,
-            w.agent.id,
-            "draft",
-            &content("J", Some(w.parquet.id)),
-            now,
-            &actor(&w.agent),
-            &event("created"),
-        )
-        .await
-        .expect("create");
+    let id = agent_draft(&w, &content("J", Some(w.parquet.id)), now).await;
     for i in 0..4 {
         w.store
             .audit(&AuditInput {
@@ -1645,20 +1599,7 @@ async fn webhooks_are_queued_with_each_entry_for_those_who_may_see_it(store: Sto
                 .collect::<Vec<_>>()
         }
     };
-    let id = Uuid::now_v7();
-    w.store
-        .create_referral(
-            id,
-            w.administration.id,
-            w.agent.id,
-            "draft",
-            &content("Webhooks", Some(w.parquet.id)),
-            now,
-            &actor(&w.agent),
-            &event("created"),
-        )
-        .await
-        .expect("create");
+    let id = agent_draft(&w, &content("Webhooks", Some(w.parquet.id)), now).await;
     // A draft is the sender's alone.
     assert_eq!(deliveries(&administration_hook).await, ["referral.created"]);
     assert!(deliveries(&parquet_hook).await.is_empty());
