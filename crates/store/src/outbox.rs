@@ -319,6 +319,29 @@ impl Store {
         .unwrap_or(false))
     }
 
+    /// Which of `user_ids` want e-mails, in one query (a parquet may have dozens of clerks to
+    /// tell of each referral).
+    pub async fn wanting_email(
+        &self,
+        user_ids: &[Uuid],
+    ) -> StoreResult<std::collections::HashSet<Uuid>> {
+        if user_ids.is_empty() {
+            return Ok(std::collections::HashSet::new());
+        }
+        let wanting: Vec<Uuid> = on_pool!(self, |pool, Db| {
+            let mut q = sqlx::QueryBuilder::<Db>::new(
+                "SELECT id FROM users WHERE email_notifications AND id IN (",
+            );
+            let mut list = q.separated(", ");
+            for id in user_ids {
+                list.push_bind(*id);
+            }
+            q.push(")");
+            q.build_query_scalar().fetch_all(pool).await
+        })?;
+        Ok(wanting.into_iter().collect())
+    }
+
     pub async fn add_shift(&self, shift: &OnCallShift, now: DateTime<Utc>) -> StoreResult<()> {
         on_writer!(self, |conn| {
             sqlx::query(

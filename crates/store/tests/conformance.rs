@@ -191,6 +191,7 @@ conformance!(
     indicators_cells_follow_every_change,
     search_with_many_matches_stays_in_scope_and_in_order,
     webhooks_are_queued_with_each_entry_for_those_who_may_see_it,
+    email_choices_are_read_for_many_users_at_once,
 );
 
 async fn full_text_search_finds_words_stems_parties_and_references(store: Store) {
@@ -1673,4 +1674,31 @@ async fn webhooks_are_queued_with_each_entry_for_those_who_may_see_it(store: Sto
         w.store.verify_audit_chain().await.expect("verify"),
         Ok(journaled.last().expect("last").seq as u64)
     );
+}
+
+async fn email_choices_are_read_for_many_users_at_once(store: Store) {
+    let w = world(store).await;
+    let colleague = user(&w.administration, "colleague@example.fr", "agent");
+    w.store.create_user(&colleague).await.expect("colleague");
+    let nobody = Uuid::now_v7();
+    assert_eq!(
+        w.store
+            .wanting_email(&[w.agent.id, colleague.id, nobody])
+            .await
+            .expect("read"),
+        [w.agent.id, colleague.id].into_iter().collect(),
+        "e-mails by default; an unknown id is nobody"
+    );
+    w.store
+        .set_email_notifications(w.agent.id, false)
+        .await
+        .expect("opt out");
+    assert_eq!(
+        w.store
+            .wanting_email(&[w.agent.id, colleague.id])
+            .await
+            .expect("read"),
+        [colleague.id].into_iter().collect()
+    );
+    assert!(w.store.wanting_email(&[]).await.expect("none").is_empty());
 }

@@ -147,19 +147,20 @@ pub struct Recipient {
 /// The active users among `users`, once each, with their choice about e-mails: what the
 /// messages need from the database, so that they can be written later, inside a transaction.
 pub async fn recipients(state: &AppState, users: &[User]) -> StoreResult<Vec<Recipient>> {
-    let mut recipients = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    for user in users.iter().filter(|u| u.active) {
-        if !seen.insert(user.id) {
-            continue;
-        }
-        let wants_email = state.store.email_notifications_enabled(user.id).await?;
-        recipients.push(Recipient {
+    let active: Vec<&User> = users
+        .iter()
+        .filter(|u| u.active && seen.insert(u.id))
+        .collect();
+    let ids: Vec<Uuid> = active.iter().map(|u| u.id).collect();
+    let wanting_email = state.store.wanting_email(&ids).await?;
+    Ok(active
+        .into_iter()
+        .map(|user| Recipient {
             user_id: user.id,
-            email: wants_email.then(|| user.email.clone()),
-        });
-    }
-    Ok(recipients)
+            email: wanting_email.contains(&user.id).then(|| user.email.clone()),
+        })
+        .collect())
 }
 
 /// A notification for each recipient, naming the referral by its reference.

@@ -148,6 +148,12 @@ async fn immediate_referral_alerts_the_on_call_prosecutor_and_the_bureau_by_mail
     let clerk = app.user(&app.blois, "clerk").await;
     let on_call = app.user(&app.blois, "prosecutor").await;
     let off_duty = app.user(&app.blois, "prosecutor").await;
+    // A clerk who turned e-mails off is told in the application only.
+    let quiet_clerk = app.user(&app.blois, "clerk").await;
+    app.store
+        .set_email_notifications(quiet_clerk.user.id, false)
+        .await
+        .expect("opt out");
     let now = Utc::now();
     let shift = store::OnCallShift {
         id: uuid::Uuid::now_v7(),
@@ -198,6 +204,18 @@ async fn immediate_referral_alerts_the_on_call_prosecutor_and_the_bureau_by_mail
     assert!(
         !messages.iter().any(|m| m.contains(&off_duty.user.email)),
         "only the prosecutor on call"
+    );
+    assert!(
+        !messages.iter().any(|m| m.contains(&quiet_clerk.user.email)),
+        "no e-mail to whoever turned them off"
+    );
+    assert_eq!(
+        app.store
+            .unread_notifications(quiet_clerk.user.id)
+            .await
+            .expect("unread"),
+        1,
+        "but the notification in the application"
     );
     assert_eq!(
         app.store
