@@ -303,17 +303,20 @@ impl Store {
 
     /// Whether the database answers (for `/readyz`).
     ///
-    /// The writer is asked too: on SQLite it is one connection that nothing replaces, so a
-    /// writer that stopped answering must make the instance unready (and restarted).
+    /// The SQLite writer is asked too: it is one connection that nothing replaces, so a writer
+    /// that stopped answering must make the instance unready (and restarted). Elsewhere the
+    /// writer is the readers' pool, already asked.
     pub async fn ping(&self) -> StoreResult<()> {
         on_pool!(self, |pool| sqlx::query("SELECT 1")
             .execute(pool)
             .await
             .map(|_| ()))?;
-        on_writer!(self, |conn| sqlx::query("SELECT 1")
-            .execute(conn)
-            .await
-            .map(|_| ()))?;
+        if let Writer::Sqlite(_) = &self.writer {
+            on_writer!(self, |conn| sqlx::query("SELECT 1")
+                .execute(conn)
+                .await
+                .map(|_| ()))?;
+        }
         Ok(())
     }
 
