@@ -453,6 +453,18 @@ pub struct Indicators {
     pub nearing_limitation: usize,
 }
 
+impl Indicators {
+    /// The same figures with the open referrals counted now: the rest comes from the cells and
+    /// may be computed once per refresh of them.
+    pub fn with_open(self, open: OpenReferrals) -> Indicators {
+        Indicators {
+            backlog_by_age: open.backlog_by_age,
+            nearing_limitation: open.nearing_limitation,
+            ..self
+        }
+    }
+}
+
 pub const BACKLOG_LABELS: [&str; 5] = [
     "moins d'un mois",
     "1 à 3 mois",

@@ -24,7 +24,7 @@ macro_rules! queue_stats_change {
 pub(crate) use queue_stats_change;
 
 /// Which cells an indicators page reads: one scope, months from and to (yyyymm, inclusive).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct StatsFilter {
     pub scope: Scope,
     pub from_month: Option<i32>,
@@ -326,9 +326,22 @@ impl Store {
                 });
                 q.build().execute(&mut *tx).await?;
             }
+            sqlx::query("UPDATE stats_generation SET value = value + 1 WHERE id = 1")
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await
         })?;
         Ok(())
+    }
+
+    /// A number that changes whenever any month's cells are rewritten, by this process or
+    /// another: what was merged from the cells stays true until it changes.
+    pub async fn stats_generation(&self) -> StoreResult<i64> {
+        Ok(on_pool!(self, |pool| {
+            sqlx::query_scalar("SELECT value FROM stats_generation WHERE id = 1")
+                .fetch_one(pool)
+                .await
+        })?)
     }
 
     /// The cells of a scope over a period. Without `per_organisation`, the cells broken down by

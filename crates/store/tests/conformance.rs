@@ -1313,16 +1313,24 @@ async fn indicators_cells_follow_every_change(store: Store) {
     .await;
 
     assert!(w.store.pending_stats_changes().await.expect("pending") > 0);
+    let generation = w.store.stats_generation().await.expect("generation");
     assert_eq!(
         w.store.refresh_stats().await.expect("refresh"),
         2,
         "March and April"
     );
     assert_eq!(w.store.pending_stats_changes().await.expect("pending"), 0);
+    let refreshed = w.store.stats_generation().await.expect("generation");
+    assert_ne!(refreshed, generation, "the pages' merged cells are stale");
     assert_eq!(
         w.store.refresh_stats().await.expect("again"),
         0,
         "nothing left"
+    );
+    assert_eq!(
+        w.store.stats_generation().await.expect("generation"),
+        refreshed,
+        "nothing rewritten, nothing to merge again"
     );
 
     let march = |scope| StatsFilter {

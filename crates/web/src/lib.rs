@@ -102,6 +102,8 @@ pub struct AppState {
     pub api_limiter: Arc<ApiRateLimiter>,
     pub proconnect: pages::proconnect::ProConnect,
     pub metrics: Arc<metrics::Metrics>,
+    /// The statistics pages' merged cells, until the worker refreshes them.
+    pub stats_cache: Arc<pages::stats::MergedCache>,
 }
 
 impl AppState {
@@ -120,6 +122,7 @@ impl AppState {
             signer: Arc::new(signer),
             proconnect: pages::proconnect::ProConnect::default(),
             metrics: Arc::new(metrics::Metrics::default()),
+            stats_cache: Arc::default(),
         }
     }
 

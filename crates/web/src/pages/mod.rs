@@ -9,7 +9,7 @@ pub mod legal;
 pub mod proconnect;
 mod referral;
 mod second_factor;
-mod stats;
+pub mod stats;
 mod urgency;
 
 use crate::auth::{self, MaybeSessionUser, SessionUser};

@@ -568,6 +568,27 @@ async fn indicators_pages_scope_figures_and_suppress_small_public_cells() {
         "another parquet sees its own figures only"
     );
 
+    // The open referrals are counted at each request, beside figures kept until the worker
+    // counts the new one.
+    let backlog_under_a_month =
+        |html: &str, n: usize| html.contains(&format!("<td>moins d&#39;un mois</td><td>{n}</td>"));
+    assert!(backlog_under_a_month(&waiting, 6), "{waiting}");
+    app.sent(&agent).await;
+    let html = app
+        .client
+        .get(app.url("/statistiques"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("stats")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        html.contains("<td>Saisines reçues</td><td>7</td>") && backlog_under_a_month(&html, 7),
+        "{html}"
+    );
+
     let csv = app
         .client
         .get(app.url("/statistiques.csv"))
