@@ -307,8 +307,24 @@ fn merge(cells: &[domain::stats::Cell], scope: Scope, public: bool) -> Merged {
 }
 
 /// Scopes and periods kept at most. Each organisation has its own scope and anyone may ask for
-/// any period, so the oldest is forgotten rather than letting requests grow the cache.
+/// any period, so the least recently used is forgotten rather than letting requests grow the
+/// cache.
 const MERGED_KEPT: usize = 64;
+
+/// Rows of indicators (groups of a breakdown, months) kept at most, ~200 bytes each: a national
+/// breakdown by administration may have tens of thousands of them.
+const MERGED_ROWS_KEPT: usize = 100_000;
+
+impl Merged {
+    fn rows(&self) -> usize {
+        self.months.len()
+            + self
+                .breakdowns
+                .iter()
+                .map(|(_, groups)| groups.len())
+                .sum::<usize>()
+    }
+}
 
 /// The merged cells of recent requests, until the cells change. Merging every month's cells,
 /// with those per organisation, is most of the national page's time over all time (~90 of
@@ -321,6 +337,7 @@ pub struct MergedCache {
 #[derive(Default)]
 struct MergedEntries {
     uses: u64,
+    rows: usize,
     by_key: HashMap<(StatsFilter, bool), MergedEntry>,
 }
 
@@ -351,19 +368,30 @@ impl MergedCache {
     }
 
     fn put(&self, key: (StatsFilter, bool), generation: i64, merged: Arc<Merged>) {
+        let rows = merged.rows();
+        if rows > MERGED_ROWS_KEPT {
+            return;
+        }
         let mut entries = self.entries();
-        if entries.by_key.len() >= MERGED_KEPT && !entries.by_key.contains_key(&key) {
-            let oldest = entries
+        if let Some(replaced) = entries.by_key.remove(&key) {
+            entries.rows -= replaced.merged.rows();
+        }
+        while entries.by_key.len() >= MERGED_KEPT || entries.rows + rows > MERGED_ROWS_KEPT {
+            let Some(oldest) = entries
                 .by_key
                 .iter()
                 .min_by_key(|(_, entry)| entry.last_use)
-                .map(|(key, _)| *key);
-            if let Some(oldest) = oldest {
-                entries.by_key.remove(&oldest);
+                .map(|(key, _)| *key)
+            else {
+                break;
+            };
+            if let Some(evicted) = entries.by_key.remove(&oldest) {
+                entries.rows -= evicted.merged.rows();
             }
         }
         entries.uses += 1;
         let last_use = entries.uses;
+        entries.rows += rows;
         entries.by_key.insert(
             key,
             MergedEntry {
@@ -803,5 +831,55 @@ mod tests {
         .months(now);
         assert_eq!(wrong.from, None);
         assert!(wrong.error.is_some_and(|e| e.contains("AAAA-MM")));
+    }
+
+    fn merged_with(groups: usize) -> Arc<Merged> {
+        let none = indicators(&[], OpenReferrals::default());
+        Arc::new(Merged {
+            indicators: none.clone(),
+            months: Vec::new(),
+            breakdowns: vec![(
+                Dimension::Administration,
+                (0..groups).map(|g| (g.to_string(), none.clone())).collect(),
+            )],
+        })
+    }
+
+    fn key(from_month: i32) -> (StatsFilter, bool) {
+        let filter = StatsFilter {
+            scope: Scope::National,
+            from_month: Some(from_month),
+            to_month: None,
+        };
+        (filter, false)
+    }
+
+    #[test]
+    fn merged_cells_are_kept_per_generation_within_bounds() {
+        let cache = MergedCache::default();
+        cache.put(key(0), 7, merged_with(3));
+        assert!(cache.get(key(0), 7).is_some());
+        assert!(cache.get(key(0), 8).is_none(), "the cells were refreshed");
+        assert!(cache.get(key(1), 7).is_none(), "another period");
+
+        // Past the number of entries, the least recently used goes.
+        for k in 1..=MERGED_KEPT as i32 {
+            cache.put(key(k), 7, merged_with(1));
+            assert!(cache.get(key(0), 7).is_some(), "used at every turn");
+        }
+        assert!(cache.get(key(1), 7).is_none(), "the oldest was forgotten");
+        assert!(cache.get(key(MERGED_KEPT as i32), 7).is_some());
+        assert!(cache.entries().by_key.len() <= MERGED_KEPT);
+
+        // Past the number of rows, as many as needed go; a result larger than the whole
+        // cache is not kept at all.
+        cache.put(key(-1), 7, merged_with(MERGED_ROWS_KEPT - 10));
+        assert!(cache.get(key(-1), 7).is_some());
+        assert!(cache.entries().rows <= MERGED_ROWS_KEPT);
+        cache.put(key(-2), 7, merged_with(MERGED_ROWS_KEPT + 1));
+        assert!(cache.get(key(-2), 7).is_none());
+        let entries = cache.entries();
+        let rows: usize = entries.by_key.values().map(|e| e.merged.rows()).sum();
+        assert_eq!(rows, entries.rows, "the running count matches the entries");
     }
 }
