@@ -491,6 +491,19 @@ async fn repeated_login_failures_lock_the_account_progressively() {
         .contains("Trop de tentatives"));
 }
 
+/// The indicators page as the holder of `cookie` sees it.
+async fn stats_page(app: &TestApp, cookie: &str) -> String {
+    app.client
+        .get(app.url("/statistiques"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("stats")
+        .text()
+        .await
+        .expect("html")
+}
+
 #[tokio::test]
 async fn indicators_pages_scope_figures_and_suppress_small_public_cells() {
     let app = TestApp::spawn().await;
@@ -522,28 +535,10 @@ async fn indicators_pages_scope_figures_and_suppress_small_public_cells() {
 
     // The page says changes are being counted until the worker has counted them.
     let cookie = login(&app, &clerk.user.email).await;
-    let waiting = app
-        .client
-        .get(app.url("/statistiques"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .expect("stats")
-        .text()
-        .await
-        .expect("html");
+    let waiting = stats_page(&app, &cookie).await;
     assert!(waiting.contains("en cours de prise en compte"), "{waiting}");
     app.store.refresh_stats().await.expect("worker round");
-    let html = app
-        .client
-        .get(app.url("/statistiques"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .expect("stats")
-        .text()
-        .await
-        .expect("html");
+    let html = stats_page(&app, &cookie).await;
     assert!(
         html.contains("<td>Saisines reçues</td><td>7</td>"),
         "{html}"
@@ -553,16 +548,7 @@ async fn indicators_pages_scope_figures_and_suppress_small_public_cells() {
         "one decision out of seven: {html}"
     );
     let other = login(&app, &lille_clerk.user.email).await;
-    let html = app
-        .client
-        .get(app.url("/statistiques"))
-        .header("cookie", &other)
-        .send()
-        .await
-        .expect("stats")
-        .text()
-        .await
-        .expect("html");
+    let html = stats_page(&app, &other).await;
     assert!(
         html.contains("<td>Saisines reçues</td><td>0</td>"),
         "another parquet sees its own figures only"
@@ -574,16 +560,7 @@ async fn indicators_pages_scope_figures_and_suppress_small_public_cells() {
         |html: &str, n: usize| html.contains(&format!("<td>moins d&#39;un mois</td><td>{n}</td>"));
     assert!(backlog_under_a_month(&waiting, 6), "{waiting}");
     app.sent(&agent).await;
-    let html = app
-        .client
-        .get(app.url("/statistiques"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .expect("stats")
-        .text()
-        .await
-        .expect("html");
+    let html = stats_page(&app, &cookie).await;
     assert!(
         html.contains("<td>Saisines reçues</td><td>7</td>") && backlog_under_a_month(&html, 7),
         "{html}"
@@ -632,16 +609,7 @@ async fn indicators_pages_scope_figures_and_suppress_small_public_cells() {
     );
 
     // The parquet's own breakdowns, and every table as a workbook.
-    let html = app
-        .client
-        .get(app.url("/statistiques"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .expect("stats")
-        .text()
-        .await
-        .expect("html");
+    let html = stats_page(&app, &cookie).await;
     assert!(
         html.contains("<th scope=\"row\">DDPP de Loir-et-Cher</th><td>7</td>")
             && html.contains("<th scope=\"row\">Délit</th><td>7</td>"),
