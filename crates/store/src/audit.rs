@@ -1,7 +1,7 @@
 //! The journal: an append-only log whose entries are chained by SHA-256, written in the same
 //! transaction as the change they record, and checkpoints signed with Ed25519.
 
-use crate::{on_pool, on_writer, ActorInfo, Store, StoreResult};
+use crate::{on_batched_writer, on_pool, on_writer, ActorInfo, Store, StoreResult};
 use chrono::{DateTime, Utc};
 use domain::integrity::{canonical_instant, AuditRecord, ChainFault, ChainVerifier, Signer};
 use uuid::Uuid;
@@ -123,7 +123,7 @@ const BATCH: i64 = 5_000;
 impl Store {
     /// Journals an action that changes nothing else (a read, a download, a login).
     pub async fn audit(&self, input: &AuditInput) -> StoreResult<()> {
-        on_writer!(self, |conn| {
+        on_batched_writer!(self, |conn| {
             let mut tx = conn.begin().await?;
             append_audit!(tx, input);
             tx.commit().await?;

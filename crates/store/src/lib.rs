@@ -5,6 +5,7 @@
 mod accounts;
 pub mod audit;
 mod colocate;
+mod group_commit;
 pub mod integrations;
 pub use accounts::{IdempotentResponse, SavedFilter};
 mod models;
@@ -84,17 +85,17 @@ pub(crate) enum Pool {
 /// Where writes go.
 #[derive(Debug, Clone)]
 pub(crate) enum Writer {
-    /// A SQLite file: its one writer connection (`None` once closed), kept out of any pool and
-    /// taken in turns, in arrival order. SQLite lets one writer at a time, and writers racing
-    /// for the file lock sleep in its busy handler (up to 100 ms a try, newcomers first): at 16
-    /// concurrent clients that made submissions 58 per second with a p99 near a second. It was
-    /// a pool of one connection until the eighth session, but a pool hands a connection back
-    /// through a spawned task that first pings it (a round trip to the connection's thread),
-    /// and only then wakes the next writer. On a busy machine that task waited for a runtime
-    /// thread while every writer waited for it: 13 of 16 submitting clients were queued for
-    /// the writer at any moment, and taking the connection out of the pool made submissions
-    /// ~25 % faster (BENCHMARKS.md).
-    Sqlite(std::sync::Arc<tokio::sync::Mutex<Option<sqlx::SqliteConnection>>>),
+    /// A SQLite file: its one writer connection, kept out of any pool and taken in turns, in
+    /// arrival order; queued writers share commits (see `group_commit`). SQLite lets one writer
+    /// at a time, and writers racing for the file lock sleep in its busy handler (up to 100 ms
+    /// a try, newcomers first): at 16 concurrent clients that made submissions 58 per second
+    /// with a p99 near a second. It was a pool of one connection until the eighth session, but
+    /// a pool hands a connection back through a spawned task that first pings it (a round trip
+    /// to the connection's thread), and only then wakes the next writer. On a busy machine that
+    /// task waited for a runtime thread while every writer waited for it: 13 of 16 submitting
+    /// clients were queued for the writer at any moment, and taking the connection out of the
+    /// pool made submissions ~25 % faster (BENCHMARKS.md).
+    Sqlite(std::sync::Arc<group_commit::GroupWriter>),
     /// An in-memory SQLite database: the readers' pool (another connection would be another
     /// database).
     SqliteShared(SqlitePool),
@@ -147,13 +148,12 @@ pub(crate) use on_pool;
 macro_rules! on_writer {
     ($store:expr, |$conn:ident, $db:ident| $body:expr) => {
         match &$store.writer {
-            $crate::Writer::Sqlite(connection) => {
+            $crate::Writer::Sqlite(writer) => {
                 #[allow(dead_code)]
                 type $db = sqlx::Sqlite;
                 $crate::colocate::drive($store.writer_cpu, async {
-                    let mut connection = $crate::take_turn(connection).await?;
-                    let $conn: &mut sqlx::SqliteConnection =
-                        connection.as_mut().ok_or(sqlx::Error::PoolClosed)?;
+                    let mut state = writer.turn().await?;
+                    let $conn: &mut sqlx::SqliteConnection = state.connection()?;
                     #[allow(unused_imports)]
                     use sqlx::Connection as _;
                     $body
@@ -192,17 +192,46 @@ macro_rules! on_writer {
 }
 pub(crate) use on_writer;
 
-/// How long a write waits for its turn before giving up (as a pool's acquire timeout would).
-const WRITER_TURN_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Waits for the SQLite writer connection, in arrival order.
-pub(crate) async fn take_turn(
-    connection: &tokio::sync::Mutex<Option<sqlx::SqliteConnection>>,
-) -> Result<tokio::sync::MutexGuard<'_, Option<sqlx::SqliteConnection>>, sqlx::Error> {
-    tokio::time::timeout(WRITER_TURN_TIMEOUT, connection.lock())
-        .await
-        .map_err(|_| sqlx::Error::PoolTimedOut)
+/// `on_writer!` for the writes of the requests (referrals, events, messages, the journal): on a
+/// SQLite file, writers that queue share one commit (see `group_commit`), and each returns once
+/// the commit holding its work is on disk. Evaluates to `StoreResult<T>`. A body must pass on
+/// every error it meets (`?`): a failed statement may have cost the whole shared transaction,
+/// and the batch learns it from the body's error.
+macro_rules! on_batched_writer {
+    ($store:expr, |$conn:ident, $db:ident| $body:expr) => {
+        match &$store.writer {
+            $crate::Writer::Sqlite(writer) => {
+                #[allow(dead_code)]
+                type $db = sqlx::Sqlite;
+                async {
+                    let (result, ticket) = $crate::colocate::drive($store.writer_cpu, async {
+                        let mut state = writer.batched_turn().await?;
+                        let result = async {
+                            let $conn: &mut sqlx::SqliteConnection = state.connection()?;
+                            #[allow(unused_imports)]
+                            use sqlx::Connection as _;
+                            $body
+                        }
+                        .await;
+                        let ticket = writer.end_body(state, result.is_ok()).await;
+                        Ok::<_, sqlx::Error>((result, ticket))
+                    })
+                    .await?;
+                    let settled = writer.settle(ticket).await;
+                    let value = result?;
+                    settled?;
+                    Ok::<_, $crate::StoreError>(value)
+                }
+                .await
+            }
+            _ => on_writer!($store, |$conn, $db| $body).map_err($crate::StoreError::from),
+        }
+    };
+    ($store:expr, |$conn:ident| $body:expr) => {
+        on_batched_writer!($store, |$conn, _Db| $body)
+    };
 }
+pub(crate) use on_batched_writer;
 
 /// Whether the concrete database of a generic body is PostgreSQL.
 pub(crate) fn is_postgres<DB: sqlx::Database>() -> bool {
@@ -262,15 +291,17 @@ impl Store {
                 Writer::SqliteShared(readers.clone())
             } else {
                 let thread_name = colocate::writer_thread_name();
-                let connection = sqlx::ConnectOptions::connect(&options.thread_name({
+                let writer_options = options.thread_name({
                     let thread_name = thread_name.clone();
                     move |_| thread_name.clone()
-                }))
-                .await?;
+                });
+                let connection = sqlx::ConnectOptions::connect(&writer_options).await?;
                 writer_cpu = colocate::pin_named_thread(&thread_name);
-                Writer::Sqlite(std::sync::Arc::new(tokio::sync::Mutex::new(Some(
+                Writer::Sqlite(std::sync::Arc::new(group_commit::GroupWriter::new(
                     connection,
-                ))))
+                    writer_options,
+                    thread_name,
+                )))
             };
             Ok(Store {
                 pool: Pool::Sqlite(readers),
@@ -290,10 +321,11 @@ impl Store {
     /// Applies the pending migrations of the backend. Safe to run at every start.
     pub async fn migrate(&self) -> StoreResult<()> {
         match &self.writer {
-            Writer::Sqlite(connection) => {
-                let mut connection = take_turn(connection).await?;
-                let connection = connection.as_mut().ok_or(sqlx::Error::PoolClosed)?;
-                sqlx::migrate!("migrations/sqlite").run(connection).await?
+            Writer::Sqlite(writer) => {
+                let mut state = writer.turn().await?;
+                sqlx::migrate!("migrations/sqlite")
+                    .run(state.connection()?)
+                    .await?;
             }
             Writer::SqliteShared(pool) => sqlx::migrate!("migrations/sqlite").run(pool).await?,
             Writer::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await?,
@@ -318,6 +350,15 @@ impl Store {
                 .map(|_| ()))?;
         }
         Ok(())
+    }
+
+    /// On a SQLite file, the shared commits made so far and the writes they held (see
+    /// `group_commit`); `None` elsewhere.
+    pub fn shared_commits(&self) -> Option<(u64, u64)> {
+        match &self.writer {
+            Writer::Sqlite(writer) => Some(writer.commit_counts()),
+            _ => None,
+        }
     }
 
     /// Folds SQLite's write-ahead log into the database file, so that the file alone is a
@@ -345,13 +386,7 @@ impl Store {
     pub async fn close(&self) {
         on_pool!(self, |pool| pool.close().await);
         match &self.writer {
-            Writer::Sqlite(connection) => {
-                let closing = connection.lock().await.take();
-                if let Some(connection) = closing {
-                    // Closing flushes the connection; failing to would lose nothing committed.
-                    let _ = sqlx::Connection::close(connection).await;
-                }
-            }
+            Writer::Sqlite(writer) => writer.close().await,
             Writer::SqliteShared(pool) => pool.close().await,
             Writer::Postgres(pool) => pool.close().await,
         }
@@ -448,7 +483,6 @@ pub mod testing {
 #[cfg(test)]
 mod writer_tests {
     use crate::{ActorInfo, AuditInput, Store};
-    use std::time::Duration;
 
     fn entry(n: usize) -> AuditInput {
         AuditInput {
@@ -497,6 +531,27 @@ mod writer_tests {
         targets.dedup();
         assert_eq!(targets.len(), 64);
         assert!(store.verify_audit_chain().await.expect("verify").is_ok());
+        // Writers that queued shared commits.
+        let (commits, writes) = store.shared_commits().expect("a SQLite file");
+        assert_eq!(writes, 64);
+        assert!(commits < 64, "{commits} commits for 64 queued writes");
+    }
+
+    /// Polls `future` at most `polls` times, then drops it: a write cancelled at its
+    /// `polls`-th await point (a timeout would cut by the clock, whose 1 ms ticks are longer
+    /// than some writes and shorter than others on a loaded machine).
+    async fn cut_after<F: std::future::Future>(polls: usize, future: F) -> Option<F::Output> {
+        let mut future = std::pin::pin!(future);
+        let mut left = polls;
+        std::future::poll_fn(|cx| {
+            left -= 1;
+            match future.as_mut().poll(cx) {
+                std::task::Poll::Ready(output) => std::task::Poll::Ready(Some(output)),
+                std::task::Poll::Pending if left == 0 => std::task::Poll::Ready(None),
+                std::task::Poll::Pending => std::task::Poll::Pending,
+            }
+        })
+        .await
     }
 
     /// A write abandoned halfway (its request cancelled) leaves no transaction open on the
@@ -506,18 +561,15 @@ mod writer_tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = sqlite_store(&dir).await;
         let mut abandoned = 0;
-        for n in 0..40 {
-            // A single-threaded runtime awaits the write, so the timeout can cut it anywhere.
-            let cut = Duration::from_micros(20 * n as u64);
-            if tokio::time::timeout(cut, store.audit(&entry(n)))
-                .await
-                .is_err()
-            {
+        // A single-threaded runtime awaits the write (it cannot block on the writer's CPU),
+        // so the write can be cut at any of its await points.
+        for n in 0..60 {
+            if cut_after(n + 1, store.audit(&entry(n))).await.is_none() {
                 abandoned += 1;
             }
         }
         assert!(abandoned > 0, "no write was cut short");
-        assert!(abandoned < 40, "every write was cut short");
+        assert!(abandoned < 60, "every write was cut short");
         store.audit(&entry(1000)).await.expect("write after");
         // Read through the readers' pool: only committed rows are visible there.
         let entries = store.audit_entries(0, 1000).await.expect("entries");

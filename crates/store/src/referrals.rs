@@ -1,9 +1,9 @@
 //! Referrals, their parties, offences, attachments, timeline and messages.
 
 use crate::{
-    on_pool, on_writer, ActorInfo, Attachment, Event, ListOrder, Message, NewEvent, Organisation,
-    Party, Referral, ReferralContent, ReferralFilter, ReferralRow, ReferralSummary, ReferralUpdate,
-    Store, StoreError, StoreResult,
+    on_batched_writer, on_pool, on_writer, ActorInfo, Attachment, Event, ListOrder, Message,
+    NewEvent, Organisation, Party, Referral, ReferralContent, ReferralFilter, ReferralRow,
+    ReferralSummary, ReferralUpdate, Store, StoreError, StoreResult,
 };
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
@@ -442,7 +442,7 @@ impl Store {
             facts_ended_on, commune_insee, address, administration_id, author_id, parquet_id, competence, competence_reason, \
             limitation_date, created_at, updated_at) \
             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18)";
-        on_writer!(self, |conn, Db| {
+        on_batched_writer!(self, |conn, Db| {
             let mut tx = conn.begin().await?;
             sqlx::query(sql)
                 .bind(id)
@@ -485,7 +485,7 @@ impl Store {
         let sql = "UPDATE referrals SET kind = $2, urgency = $3, title = $4, facts = $5, administration_reference = $6, \
             facts_started_on = $7, facts_ended_on = $8, commune_insee = $9, address = $10, parquet_id = $11, competence = $12, \
             competence_reason = $13, limitation_date = $14, updated_at = $15 WHERE id = $1 AND status = 'draft'";
-        let updated = on_writer!(self, |conn, Db| {
+        let updated = on_batched_writer!(self, |conn, Db| {
             let mut tx = conn.begin().await?;
             let result = sqlx::query(sql)
                 .bind(id)
@@ -800,7 +800,7 @@ impl Store {
     where
         F: FnOnce(i64) -> (ReferralUpdate, NewEvent) + Send,
     {
-        let applied = on_writer!(self, |conn, Db| {
+        let applied = on_batched_writer!(self, |conn, Db| {
             let mut tx = conn.begin().await?;
             let numbered;
             let (update, event) = match change {
@@ -890,7 +890,7 @@ impl Store {
         event: &NewEvent,
     ) -> StoreResult<()> {
         let sql = format!("INSERT INTO attachments ({ATTACHMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)");
-        on_writer!(self, |conn| {
+        on_batched_writer!(self, |conn| {
             let mut tx = conn.begin().await?;
             sqlx::query(&sql)
                 .bind(attachment.id)
@@ -943,7 +943,7 @@ impl Store {
         actor: &ActorInfo,
         event: &NewEvent,
     ) -> StoreResult<()> {
-        on_writer!(self, |conn| {
+        on_batched_writer!(self, |conn| {
             let mut tx = conn.begin().await?;
             write_event!(tx, referral_id, now, actor, event);
             tx.commit().await?;
@@ -974,7 +974,7 @@ impl Store {
             role: message.author_role.clone(),
             organisation: message.author_organisation.clone(),
         };
-        on_writer!(self, |conn| {
+        on_batched_writer!(self, |conn| {
             let mut tx = conn.begin().await?;
             sqlx::query(
                 "INSERT INTO messages (id, referral_id, internal, author_id, author_name, author_role, author_organisation, body, at) \

@@ -183,6 +183,8 @@ conformance!(
     referral_drafts_children_and_updates,
     transitions_are_guarded_and_journaled,
     parquet_numbers_are_unique_per_parquet,
+    concurrent_writes_settle_each_on_its_own,
+    cancelled_writes_burn_no_number,
     reference_numbers_follow_each_other_and_a_lost_race_burns_none,
     lists_respect_scope_filters_and_pagination,
     messages_separate_internal_notes,
@@ -894,6 +896,203 @@ async fn parquet_numbers_are_unique_per_parquet(store: Store) {
         )
         .await
         .expect("other parquet may reuse it"));
+}
+
+/// Writes made at the same time all settle as if made one by one: on a SQLite file the queued
+/// ones share commits, and one that fails (a parquet number already taken) undoes only its own
+/// work.
+async fn concurrent_writes_settle_each_on_its_own(store: Store) {
+    let w = world(store).await;
+    let now = now();
+    let mut submitted = Vec::new();
+    let mut drafts = Vec::new();
+    for n in 0..12 {
+        let id = Uuid::now_v7();
+        w.store
+            .create_referral(
+                id,
+                w.administration.id,
+                w.agent.id,
+                "submitted",
+                &content(&format!("envoyé {n}"), Some(w.parquet.id)),
+                now,
+                &actor(&w.agent),
+                &event("created"),
+            )
+            .await
+            .expect("create");
+        submitted.push(id);
+        drafts.push(
+            agent_draft(
+                &w,
+                &content(&format!("brouillon {n}"), Some(w.parquet.id)),
+                now,
+            )
+            .await,
+        );
+    }
+    let (registrations, sendings, journal) = {
+        let mut registrations = tokio::task::JoinSet::new();
+        let mut sendings = tokio::task::JoinSet::new();
+        let mut journal = tokio::task::JoinSet::new();
+        for (n, (&registered, &draft)) in submitted.iter().zip(&drafts).enumerate() {
+            let (store, agent) = (w.store.clone(), actor(&w.agent));
+            registrations.spawn(async move {
+                let register = ReferralUpdate {
+                    status: Some("registered".into()),
+                    parquet_number: Some("26109000001".into()),
+                    ..Default::default()
+                };
+                let result = store
+                    .apply_update(
+                        registered,
+                        "submitted",
+                        &register,
+                        now,
+                        &agent,
+                        &event("registered"),
+                    )
+                    .await;
+                (registered, result)
+            });
+            let (store, agent) = (w.store.clone(), actor(&w.agent));
+            sendings.spawn(async move {
+                store
+                    .apply_numbered_update(draft, "draft", 2026, now, &agent, move |number| {
+                        let update = ReferralUpdate {
+                            status: Some("submitted".into()),
+                            reference: Some(format!("IP-2026-{number:06}")),
+                            submitted_at: Some(now),
+                            ..Default::default()
+                        };
+                        (update, event("submitted"))
+                    })
+                    .await
+            });
+            let (store, agent) = (w.store.clone(), actor(&w.agent));
+            journal.spawn(async move {
+                store
+                    .audit(&AuditInput {
+                        at: now,
+                        actor: agent,
+                        action: "referral.read".into(),
+                        target: format!("read:{n}"),
+                        detail: String::new(),
+                    })
+                    .await
+            });
+        }
+        (
+            registrations.join_all().await,
+            sendings.join_all().await,
+            journal.join_all().await,
+        )
+    };
+    let mut winners = 0;
+    for (id, result) in registrations {
+        let events = w.store.events(id).await.expect("events").len();
+        match result {
+            Ok(true) => {
+                winners += 1;
+                assert_eq!(events, 2, "the registration's event");
+            }
+            Err(StoreError::Conflict(_)) => {
+                assert_eq!(events, 1, "a refused registration left no event")
+            }
+            other => panic!("unexpected registration outcome: {other:?}"),
+        }
+    }
+    assert_eq!(winners, 1, "one referral takes the parquet number");
+    assert!(sendings.into_iter().all(|sent| sent.expect("send")));
+    assert!(journal.into_iter().all(|read| read.is_ok()));
+    let mut references = Vec::new();
+    for id in &drafts {
+        let referral = w.store.referral(*id).await.expect("load").expect("exists");
+        references.push(referral.row.reference.expect("sent"));
+    }
+    references.sort();
+    let expected: Vec<String> = (1..=12).map(|n| format!("IP-2026-{n:06}")).collect();
+    assert_eq!(references, expected, "every number given once, none lost");
+    assert!(w.store.verify_audit_chain().await.expect("verify").is_ok());
+    if let Some((commits, writes)) = w.store.shared_commits() {
+        assert!(
+            commits < writes,
+            "{commits} commits for {writes} writes: queued writes shared none"
+        );
+    }
+}
+
+/// Polls `future` at most `polls` times, then drops it: a request cancelled at its `polls`-th
+/// await point.
+async fn cut_after<F: std::future::Future>(polls: usize, future: F) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    let mut left = polls;
+    std::future::poll_fn(|cx| {
+        left -= 1;
+        match future.as_mut().poll(cx) {
+            std::task::Poll::Ready(output) => std::task::Poll::Ready(Some(output)),
+            std::task::Poll::Pending if left == 0 => std::task::Poll::Ready(None),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    })
+    .await
+}
+
+/// Writes cancelled at every await point, each followed by a sending that loses its race (and
+/// must undo the number it took), leave the numbering and the journal whole.
+async fn cancelled_writes_burn_no_number(store: Store) {
+    let w = world(store).await;
+    let now = now();
+    let sending = move |number: i64| {
+        let update = ReferralUpdate {
+            status: Some("submitted".into()),
+            reference: Some(format!("IP-2026-{number:06}")),
+            submitted_at: Some(now),
+            ..Default::default()
+        };
+        (update, event("submitted"))
+    };
+    let sent = agent_draft(&w, &content("envoyé", Some(w.parquet.id)), now).await;
+    let agent = actor(&w.agent);
+    assert!(w
+        .store
+        .apply_numbered_update(sent, "draft", 2026, now, &agent, sending)
+        .await
+        .expect("send"));
+    let mut cut = 0;
+    // Three rounds: whether a cut lands before or after the connection's thread answers varies.
+    for polls in (1..40).cycle().take(117) {
+        let read = AuditInput {
+            at: now,
+            actor: agent.clone(),
+            action: "referral.read".into(),
+            target: format!("read:{polls}"),
+            detail: String::new(),
+        };
+        if cut_after(polls, w.store.audit(&read)).await.is_none() {
+            cut += 1;
+        }
+        let sent_again = w
+            .store
+            .apply_numbered_update(sent, "draft", 2026, now, &agent, sending)
+            .await
+            .expect("a lost race is no error");
+        assert!(!sent_again, "a referral already sent is not sent again");
+    }
+    assert!(cut > 0, "no write was cut short");
+    let next = agent_draft(&w, &content("suivant", Some(w.parquet.id)), now).await;
+    assert!(w
+        .store
+        .apply_numbered_update(next, "draft", 2026, now, &agent, sending)
+        .await
+        .expect("send"));
+    let referral = w.store.referral(next).await.expect("load").expect("exists");
+    assert_eq!(
+        referral.row.reference.as_deref(),
+        Some("IP-2026-000002"),
+        "the lost races burnt no number"
+    );
+    assert!(w.store.verify_audit_chain().await.expect("verify").is_ok());
 }
 
 async fn reference_numbers_follow_each_other_and_a_lost_race_burns_none(store: Store) {

@@ -35,6 +35,8 @@ pub struct Metrics {
     jobs_failed: Gauge,
     stats_changes_pending: Gauge,
     database_up: Gauge,
+    shared_commits: Gauge,
+    shared_commit_writes: Gauge,
 }
 
 fn duration_histogram() -> Histogram {
@@ -84,6 +86,17 @@ impl Default for Metrics {
             "1 when the database answered the scrape, 0 otherwise",
             database_up.clone(),
         );
+        let (shared_commits, shared_commit_writes) = (Gauge::default(), Gauge::default());
+        registry.register(
+            "sqlite_commits",
+            "Commits of the SQLite writer since the start (writes that queued share one)",
+            shared_commits.clone(),
+        );
+        registry.register(
+            "sqlite_committed_writes",
+            "Writes those commits held since the start",
+            shared_commit_writes.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -92,6 +105,8 @@ impl Default for Metrics {
             jobs_failed,
             stats_changes_pending,
             database_up,
+            shared_commits,
+            shared_commit_writes,
         }
     }
 }
@@ -136,6 +151,14 @@ pub async fn scrape(State(state): State<AppState>) -> Response {
         _ => {
             metrics.database_up.set(0);
         }
+    }
+    if let Some((commits, writes)) = state.store.shared_commits() {
+        metrics
+            .shared_commits
+            .set(i64::try_from(commits).unwrap_or(i64::MAX));
+        metrics
+            .shared_commit_writes
+            .set(i64::try_from(writes).unwrap_or(i64::MAX));
     }
     let mut text = String::new();
     if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &metrics.registry) {
