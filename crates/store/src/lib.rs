@@ -291,10 +291,16 @@ impl Store {
                 Writer::SqliteShared(readers.clone())
             } else {
                 let thread_name = colocate::writer_thread_name();
-                let writer_options = options.thread_name({
-                    let thread_name = thread_name.clone();
-                    move |_| thread_name.clone()
-                });
+                let writer_options = options
+                    .clone()
+                    .thread_name({
+                        let thread_name = thread_name.clone();
+                        move |_| thread_name.clone()
+                    })
+                    // Each write in a shared commit is a savepoint, whose journal (the pages'
+                    // content before it) SQLite spills to a temporary file past 64 KiB: in
+                    // memory it costs no system calls.
+                    .pragma("temp_store", "memory");
                 let connection = sqlx::ConnectOptions::connect(&writer_options).await?;
                 writer_cpu = colocate::pin_named_thread(&thread_name);
                 Writer::Sqlite(std::sync::Arc::new(group_commit::GroupWriter::new(
