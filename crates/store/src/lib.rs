@@ -404,6 +404,24 @@ pub mod testing {
     use super::{Store, StoreResult};
     use sqlx::Connection;
 
+    /// Polls `future` at most `polls` times (once at least), then drops it: a request
+    /// cancelled at its `polls`-th await point. Tests cut writes this way rather than with a
+    /// timeout, whose 1 ms ticks are longer than some writes and shorter than others on a
+    /// loaded machine.
+    pub async fn cut_after<F: std::future::Future>(polls: usize, future: F) -> Option<F::Output> {
+        let mut future = std::pin::pin!(future);
+        let mut left = polls;
+        std::future::poll_fn(|cx| {
+            left = left.saturating_sub(1);
+            match future.as_mut().poll(cx) {
+                std::task::Poll::Ready(output) => std::task::Poll::Ready(Some(output)),
+                std::task::Poll::Pending if left == 0 => std::task::Poll::Ready(None),
+                std::task::Poll::Pending => std::task::Poll::Pending,
+            }
+        })
+        .await
+    }
+
     /// The PostgreSQL server tests may use, from `INFOPARQUET_TEST_POSTGRES_URL`. When
     /// `INFOPARQUET_TEST_REQUIRE_SERVICES=1` (as in CI), a missing server is a failure, not a skip.
     pub fn postgres_admin_url() -> Option<String> {
@@ -543,23 +561,6 @@ mod writer_tests {
         assert!(commits < 64, "{commits} commits for 64 queued writes");
     }
 
-    /// Polls `future` at most `polls` times, then drops it: a write cancelled at its
-    /// `polls`-th await point (a timeout would cut by the clock, whose 1 ms ticks are longer
-    /// than some writes and shorter than others on a loaded machine).
-    async fn cut_after<F: std::future::Future>(polls: usize, future: F) -> Option<F::Output> {
-        let mut future = std::pin::pin!(future);
-        let mut left = polls;
-        std::future::poll_fn(|cx| {
-            left -= 1;
-            match future.as_mut().poll(cx) {
-                std::task::Poll::Ready(output) => std::task::Poll::Ready(Some(output)),
-                std::task::Poll::Pending if left == 0 => std::task::Poll::Ready(None),
-                std::task::Poll::Pending => std::task::Poll::Pending,
-            }
-        })
-        .await
-    }
-
     /// A write abandoned halfway (its request cancelled) leaves no transaction open on the
     /// shared connection: the writes after it are committed and visible to the readers.
     #[tokio::test(flavor = "current_thread")]
@@ -570,7 +571,10 @@ mod writer_tests {
         // A single-threaded runtime awaits the write (it cannot block on the writer's CPU),
         // so the write can be cut at any of its await points.
         for n in 0..60 {
-            if cut_after(n + 1, store.audit(&entry(n))).await.is_none() {
+            if crate::testing::cut_after(n + 1, store.audit(&entry(n)))
+                .await
+                .is_none()
+            {
                 abandoned += 1;
             }
         }

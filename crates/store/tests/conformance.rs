@@ -5,7 +5,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use chrono::{DateTime, Duration, DurationRound, NaiveDate, Utc};
-use store::testing::{fresh_postgres, fresh_sqlite, postgres_admin_url};
+use store::testing::{cut_after, fresh_postgres, fresh_sqlite, postgres_admin_url};
 use store::*;
 use uuid::Uuid;
 
@@ -1020,22 +1020,6 @@ async fn concurrent_writes_settle_each_on_its_own(store: Store) {
             "{commits} commits for {writes} writes: queued writes shared none"
         );
     }
-}
-
-/// Polls `future` at most `polls` times, then drops it: a request cancelled at its `polls`-th
-/// await point.
-async fn cut_after<F: std::future::Future>(polls: usize, future: F) -> Option<F::Output> {
-    let mut future = std::pin::pin!(future);
-    let mut left = polls;
-    std::future::poll_fn(|cx| {
-        left -= 1;
-        match future.as_mut().poll(cx) {
-            std::task::Poll::Ready(output) => std::task::Poll::Ready(Some(output)),
-            std::task::Poll::Pending if left == 0 => std::task::Poll::Ready(None),
-            std::task::Poll::Pending => std::task::Poll::Pending,
-        }
-    })
-    .await
 }
 
 /// Writes cancelled at every await point, each followed by a sending that loses its race (and
