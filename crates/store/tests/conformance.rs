@@ -93,13 +93,23 @@ async fn world(store: Store) -> World {
 
 /// A new draft of the world's agent, created at `at`.
 async fn agent_draft(w: &World, content: &ReferralContent, at: DateTime<Utc>) -> Uuid {
+    agent_referral(w, "draft", content, at).await
+}
+
+/// A new referral of the world's agent in `status`, created at `at`.
+async fn agent_referral(
+    w: &World,
+    status: &str,
+    content: &ReferralContent,
+    at: DateTime<Utc>,
+) -> Uuid {
     let id = Uuid::now_v7();
     w.store
         .create_referral(
             id,
             w.administration.id,
             w.agent.id,
-            "draft",
+            status,
             content,
             at,
             &actor(&w.agent),
@@ -124,6 +134,19 @@ fn event(kind: &str) -> NewEvent {
         event_type: kind.into(),
         audience: "everyone".into(),
         summary: format!("{kind} happened"),
+    }
+}
+
+/// The change that sends a draft at `now` under the reference number it is given for `year`.
+fn sending(year: i32, now: DateTime<Utc>) -> impl Fn(i64) -> (ReferralUpdate, NewEvent) + Copy {
+    move |number: i64| {
+        let update = ReferralUpdate {
+            status: Some("submitted".into()),
+            reference: Some(format!("IP-{year}-{number:06}")),
+            submitted_at: Some(now),
+            ..Default::default()
+        };
+        (update, event("submitted"))
     }
 }
 
@@ -831,21 +854,7 @@ async fn parquet_numbers_are_unique_per_parquet(store: Store) {
         ("B", w.parquet.id),
         ("C", w.other_parquet.id),
     ] {
-        let id = Uuid::now_v7();
-        w.store
-            .create_referral(
-                id,
-                w.administration.id,
-                w.agent.id,
-                "submitted",
-                &content(title, Some(parquet)),
-                now,
-                &actor(&w.agent),
-                &event("created"),
-            )
-            .await
-            .expect("create");
-        ids.push(id);
+        ids.push(agent_referral(&w, "submitted", &content(title, Some(parquet)), now).await);
     }
     let register = ReferralUpdate {
         status: Some("registered".into()),
@@ -907,21 +916,9 @@ async fn concurrent_writes_settle_each_on_its_own(store: Store) {
     let mut submitted = Vec::new();
     let mut drafts = Vec::new();
     for n in 0..12 {
-        let id = Uuid::now_v7();
-        w.store
-            .create_referral(
-                id,
-                w.administration.id,
-                w.agent.id,
-                "submitted",
-                &content(&format!("envoyé {n}"), Some(w.parquet.id)),
-                now,
-                &actor(&w.agent),
-                &event("created"),
-            )
-            .await
-            .expect("create");
-        submitted.push(id);
+        let title = format!("envoyé {n}");
+        submitted
+            .push(agent_referral(&w, "submitted", &content(&title, Some(w.parquet.id)), now).await);
         drafts.push(
             agent_draft(
                 &w,
@@ -958,15 +955,7 @@ async fn concurrent_writes_settle_each_on_its_own(store: Store) {
             let (store, agent) = (w.store.clone(), actor(&w.agent));
             sendings.spawn(async move {
                 store
-                    .apply_numbered_update(draft, "draft", 2026, now, &agent, move |number| {
-                        let update = ReferralUpdate {
-                            status: Some("submitted".into()),
-                            reference: Some(format!("IP-2026-{number:06}")),
-                            submitted_at: Some(now),
-                            ..Default::default()
-                        };
-                        (update, event("submitted"))
-                    })
+                    .apply_numbered_update(draft, "draft", 2026, now, &agent, sending(2026, now))
                     .await
             });
             let (store, agent) = (w.store.clone(), actor(&w.agent));
@@ -1027,15 +1016,7 @@ async fn concurrent_writes_settle_each_on_its_own(store: Store) {
 async fn cancelled_writes_burn_no_number(store: Store) {
     let w = world(store).await;
     let now = now();
-    let sending = move |number: i64| {
-        let update = ReferralUpdate {
-            status: Some("submitted".into()),
-            reference: Some(format!("IP-2026-{number:06}")),
-            submitted_at: Some(now),
-            ..Default::default()
-        };
-        (update, event("submitted"))
-    };
+    let sending = sending(2026, now);
     let sent = agent_draft(&w, &content("envoyé", Some(w.parquet.id)), now).await;
     let agent = actor(&w.agent);
     assert!(w
@@ -1087,23 +1068,12 @@ async fn reference_numbers_follow_each_other_and_a_lost_race_burns_none(store: S
         let id = agent_draft(&w, &content(title, Some(w.parquet.id)), now).await;
         ids.push(id);
     }
-    let sending = |year: i32| {
-        move |number: i64| {
-            let update = ReferralUpdate {
-                status: Some("submitted".into()),
-                reference: Some(format!("IP-{year}-{number:06}")),
-                submitted_at: Some(now),
-                ..Default::default()
-            };
-            (update, event("submitted"))
-        }
-    };
     let send = |id: Uuid, year: i32| {
         let store = w.store.clone();
         let agent = actor(&w.agent);
         async move {
             store
-                .apply_numbered_update(id, "draft", year, now, &agent, sending(year))
+                .apply_numbered_update(id, "draft", year, now, &agent, sending(year, now))
                 .await
                 .expect("send")
         }
