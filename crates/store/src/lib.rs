@@ -389,6 +389,15 @@ impl Store {
         Ok(())
     }
 
+    /// Counts a table's rows: only for tests that look at what the store keeps.
+    #[doc(hidden)]
+    pub async fn count_rows_for_tests(&self, table: &str) -> StoreResult<i64> {
+        let sql = format!("SELECT count(*) FROM {table}");
+        Ok(on_pool!(self, |pool| sqlx::query_scalar::<_, i64>(&sql)
+            .fetch_one(pool)
+            .await)?)
+    }
+
     pub async fn close(&self) {
         on_pool!(self, |pool| pool.close().await);
         match &self.writer {
