@@ -54,6 +54,59 @@ static WHOLE_REFERRAL_SQLITE: std::sync::LazyLock<String> = std::sync::LazyLock:
     )
 });
 
+/// On PostgreSQL, the same in one statement: the offences, parties and documents come as JSON
+/// arrays beside the referral's row (one round trip instead of four).
+static WHOLE_REFERRAL_POSTGRES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    REFERRAL_WITH_ORGANISATIONS.replacen(
+        " FROM referrals r ",
+        &format!(
+            ", (SELECT coalesce(json_agg(o.code ORDER BY o.code), '[]') \
+                FROM referral_offences o WHERE o.referral_id = r.id) AS offence_codes, \
+             (SELECT coalesce(json_agg(x ORDER BY x.position), '[]') \
+                FROM (SELECT position, {PARTY_COLUMNS} FROM parties WHERE referral_id = r.id) x) AS parties, \
+             (SELECT coalesce(json_agg(x ORDER BY x.uploaded_at, x.id), '[]') \
+                FROM (SELECT {ATTACHMENT_COLUMNS} FROM attachments WHERE referral_id = r.id) x) AS attachments \
+             FROM referrals r "
+        ),
+        1,
+    )
+});
+
+/// A document as `WHOLE_REFERRAL_POSTGRES` gives it, every column included (the API's
+/// `Attachment` leaves the storage key and the wrapped key out of its JSON).
+#[derive(serde::Deserialize)]
+struct AttachmentColumns {
+    id: Uuid,
+    referral_id: Uuid,
+    filename: String,
+    media_type: String,
+    size: i64,
+    sha256: String,
+    kind: String,
+    storage_key: String,
+    uploaded_by: Uuid,
+    uploaded_at: DateTime<Utc>,
+    wrapped_key: Option<String>,
+}
+
+impl From<AttachmentColumns> for Attachment {
+    fn from(a: AttachmentColumns) -> Attachment {
+        Attachment {
+            id: a.id,
+            referral_id: a.referral_id,
+            filename: a.filename,
+            media_type: a.media_type,
+            size: a.size,
+            sha256: a.sha256,
+            kind: a.kind,
+            storage_key: a.storage_key,
+            uploaded_by: a.uploaded_by,
+            uploaded_at: a.uploaded_at,
+            wrapped_key: a.wrapped_key,
+        }
+    }
+}
+
 const PARTY_COLUMNS: &str =
     "role, kind, last_name, first_names, birth_date, name, siren, siret, address";
 
@@ -543,35 +596,23 @@ impl Store {
                 (joined, codes, parties, attachments)
             }
             crate::Pool::Postgres(pool) => {
-                // One connection for the four queries rather than one from the pool each.
-                let mut conn = pool.acquire().await?;
-                let joined: Option<JoinedReferral> =
-                    sqlx::query_as(REFERRAL_WITH_ORGANISATIONS.as_str())
-                        .bind(id)
-                        .fetch_optional(&mut *conn)
-                        .await?;
-                if joined.is_none() {
-                    return Ok(None); // an unknown or forged id: nothing more to read
-                }
-                let codes: Vec<i64> = sqlx::query_scalar(
-                    "SELECT code FROM referral_offences WHERE referral_id = $1 ORDER BY code",
+                let Some(row) = sqlx::query(WHOLE_REFERRAL_POSTGRES.as_str())
+                    .bind(id)
+                    .fetch_optional(pool)
+                    .await?
+                else {
+                    return Ok(None); // an unknown or forged id
+                };
+                let Json(codes) = row.try_get::<Json<Vec<i64>>, _>("offence_codes")?;
+                let Json(parties) = row.try_get::<Json<Vec<Party>>, _>("parties")?;
+                let Json(attachments) =
+                    row.try_get::<Json<Vec<AttachmentColumns>>, _>("attachments")?;
+                (
+                    Some(JoinedReferral::from_row(&row)?),
+                    codes,
+                    parties,
+                    attachments.into_iter().map(Attachment::from).collect(),
                 )
-                .bind(id)
-                .fetch_all(&mut *conn)
-                .await?;
-                let parties: Vec<Party> = sqlx::query_as(&format!(
-                    "SELECT {PARTY_COLUMNS} FROM parties WHERE referral_id = $1 ORDER BY position"
-                ))
-                .bind(id)
-                .fetch_all(&mut *conn)
-                .await?;
-                let attachments: Vec<Attachment> = sqlx::query_as(&format!(
-                    "SELECT {ATTACHMENT_COLUMNS} FROM attachments WHERE referral_id = $1 ORDER BY uploaded_at, id"
-                ))
-                .bind(id)
-                .fetch_all(&mut *conn)
-                .await?;
-                (joined, codes, parties, attachments)
             }
         };
         let Some(joined) = joined else {

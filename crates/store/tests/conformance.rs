@@ -637,6 +637,9 @@ async fn referral_drafts_children_and_updates(store: Store) {
         w.store.attachment(id, attachment.id).await.expect("get"),
         Some(attachment.clone())
     );
+    // The whole referral brings it back the same, keys included (on PostgreSQL through JSON).
+    let whole = w.store.referral(id).await.expect("load").expect("found");
+    assert_eq!(whole.attachments, vec![attachment.clone()]);
     assert_eq!(
         w.store
             .attachment(Uuid::now_v7(), attachment.id)
