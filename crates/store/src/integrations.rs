@@ -67,22 +67,32 @@ impl WebhookDelivery {
     }
 }
 
-/// Queues a delivery for every active webhook of the organisations that may see this timeline
-/// entry (the sender's administration, the parquet), inside the caller's transaction.
+/// The referral (bound as `$2`) and its organisations' active webhooks, as
+/// `enqueue_webhooks!` takes them: usually none. Read by the statement that writes each
+/// timeline entry, in the same round trip.
+pub(crate) const WEBHOOKS_OF_REFERRAL: &str =
+    "SELECT r.reference, r.status, r.administration_id, r.parquet_id, w.id, w.organisation_id, w.event_types \
+     FROM referrals r JOIN webhooks w ON w.disabled_at IS NULL \
+     AND (w.organisation_id = r.administration_id OR w.organisation_id = r.parquet_id) \
+     WHERE r.id = $2 ORDER BY w.created_at, w.id";
+
+/// A row of `WEBHOOKS_OF_REFERRAL`.
+pub(crate) type WebhookOfReferral = (
+    Option<String>,
+    String,
+    uuid::Uuid,
+    Option<uuid::Uuid>,
+    uuid::Uuid,
+    uuid::Uuid,
+    String,
+);
+
+/// Queues a delivery for every active webhook (`hooks`, rows of `WEBHOOKS_OF_REFERRAL`) of
+/// the organisations that may see this timeline entry (the sender's administration, the
+/// parquet), inside the caller's transaction.
 macro_rules! enqueue_webhooks {
-    ($tx:expr, $referral_id:expr, $at:expr, $event:expr) => {{
-        // One statement for the referral and its organisations' active webhooks: usually none,
-        // and this runs in every write transaction.
-        let hooks: Vec<(Option<String>, String, uuid::Uuid, Option<uuid::Uuid>, uuid::Uuid, uuid::Uuid, String)> =
-            sqlx::query_as(
-                "SELECT r.reference, r.status, r.administration_id, r.parquet_id, w.id, w.organisation_id, w.event_types \
-                 FROM referrals r JOIN webhooks w ON w.disabled_at IS NULL \
-                 AND (w.organisation_id = r.administration_id OR w.organisation_id = r.parquet_id) \
-                 WHERE r.id = $1 ORDER BY w.created_at, w.id",
-            )
-            .bind($referral_id)
-            .fetch_all(&mut *$tx)
-            .await?;
+    ($tx:expr, $hooks:expr, $referral_id:expr, $at:expr, $event:expr) => {{
+        let hooks: Vec<$crate::integrations::WebhookOfReferral> = $hooks;
         let audience: &str = &$event.audience;
         let event_type = format!("referral.{}", $event.event_type);
         for (reference, status, administration_id, parquet_id, webhook_id, organisation_id, event_types) in hooks {

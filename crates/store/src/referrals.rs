@@ -229,33 +229,37 @@ macro_rules! write_children {
 /// Appends a timeline entry inside the current transaction.
 macro_rules! write_event {
     ($tx:expr, $id:expr, $at:expr, $actor:expr, $event:expr) => {{
-        // On SQLite the event and the indicators' change are queued in one round trip.
-        let one_round_trip = $crate::runs_statement_lists(&*$tx);
-        let sql = if one_round_trip {
-            "INSERT INTO events (id, referral_id, at, type, audience, actor_id, actor_name, actor_role, actor_organisation, summary) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10); \
-             INSERT INTO stats_changes (referral_id) VALUES ($2)"
+        // The entry, the indicators' change and the read of the webhooks to notify in one
+        // round trip: statements in a list on SQLite, data-modifying CTEs on PostgreSQL.
+        static SQL: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
+            const EVENT: &str = "INSERT INTO events (id, referral_id, at, type, audience, actor_id, actor_name, actor_role, actor_organisation, summary) \
+                                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+            const STATS_CHANGE: &str = "INSERT INTO stats_changes (referral_id) VALUES ($2)";
+            let hooks = $crate::integrations::WEBHOOKS_OF_REFERRAL;
+            [
+                format!("{EVENT}; {STATS_CHANGE}; {hooks}"),
+                format!("WITH entry AS ({EVENT}), change AS ({STATS_CHANGE}) {hooks}"),
+            ]
+        });
+        let sql = if $crate::runs_statement_lists(&*$tx) {
+            &SQL[0]
         } else {
-            "INSERT INTO events (id, referral_id, at, type, audience, actor_id, actor_name, actor_role, actor_organisation, summary) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            &SQL[1]
         };
-        sqlx::query(sql)
-        .bind(Uuid::now_v7())
-        .bind($id)
-        .bind($at)
-        .bind(&$event.event_type)
-        .bind(&$event.audience)
-        .bind($actor.user_id)
-        .bind(&$actor.name)
-        .bind(&$actor.role)
-        .bind(&$actor.organisation)
-        .bind(&$event.summary)
-        .execute(&mut *$tx)
-        .await?;
-        $crate::integrations::enqueue_webhooks!($tx, $id, $at, $event);
-        if !one_round_trip {
-            $crate::stats::queue_stats_change!($tx, $id);
-        }
+        let hooks: Vec<$crate::integrations::WebhookOfReferral> = sqlx::query_as(sql)
+            .bind(Uuid::now_v7())
+            .bind($id)
+            .bind($at)
+            .bind(&$event.event_type)
+            .bind(&$event.audience)
+            .bind($actor.user_id)
+            .bind(&$actor.name)
+            .bind(&$actor.role)
+            .bind(&$actor.organisation)
+            .bind(&$event.summary)
+            .fetch_all(&mut *$tx)
+            .await?;
+        $crate::integrations::enqueue_webhooks!($tx, hooks, $id, $at, $event);
         let audit = $crate::audit::AuditInput {
             at: $at,
             actor: $actor.clone(),

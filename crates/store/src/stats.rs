@@ -12,17 +12,6 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use uuid::Uuid;
 
-/// Queues a referral whose figures changed; called by every timeline entry, in its transaction.
-macro_rules! queue_stats_change {
-    ($tx:expr, $referral_id:expr) => {{
-        sqlx::query("INSERT INTO stats_changes (referral_id) VALUES ($1)")
-            .bind($referral_id)
-            .execute(&mut *$tx)
-            .await?;
-    }};
-}
-pub(crate) use queue_stats_change;
-
 /// Which cells an indicators page reads: one scope, months from and to (yyyymm, inclusive).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct StatsFilter {
