@@ -102,7 +102,9 @@ pub struct Party {
     pub address: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+/// Deserialized only from the store's own rows (PostgreSQL's whole-referral read), hence every
+/// column read back; the API's JSON leaves the storage key and the wrapped key out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Attachment {
     pub id: Uuid,
     pub referral_id: Uuid,
@@ -111,12 +113,12 @@ pub struct Attachment {
     pub size: i64,
     pub sha256: String,
     pub kind: String,
-    #[serde(skip)]
+    #[serde(skip_serializing)]
     pub storage_key: String,
     pub uploaded_by: Uuid,
     pub uploaded_at: DateTime<Utc>,
     /// The file's key wrapped by the master key; `None` for a file stored in clear.
-    #[serde(skip)]
+    #[serde(skip_serializing)]
     pub wrapped_key: Option<String>,
 }
 
@@ -359,4 +361,38 @@ pub struct NewEvent {
     pub event_type: String,
     pub audience: String,
     pub summary: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The API's JSON never shows where a document is stored nor its wrapped key, though the
+    /// store reads both back from JSON.
+    #[test]
+    fn attachments_keep_their_keys_out_of_serialized_json_but_read_them_back() {
+        let attachment = Attachment {
+            id: Uuid::nil(),
+            referral_id: Uuid::nil(),
+            filename: "constat.pdf".into(),
+            media_type: "application/pdf".into(),
+            size: 3,
+            sha256: "00".into(),
+            kind: "attachment".into(),
+            storage_key: "ab/cd".into(),
+            uploaded_by: Uuid::nil(),
+            uploaded_at: DateTime::<Utc>::UNIX_EPOCH,
+            wrapped_key: Some("v1:key".into()),
+        };
+        let json = serde_json::to_value(&attachment).expect("json");
+        assert!(json.get("storage_key").is_none() && json.get("wrapped_key").is_none());
+        assert!(json.get("sha256").is_some());
+        let mut stored = json;
+        stored["storage_key"] = "ab/cd".into();
+        stored["wrapped_key"] = "v1:key".into();
+        assert_eq!(
+            serde_json::from_value::<Attachment>(stored).expect("read back"),
+            attachment
+        );
+    }
 }

@@ -72,41 +72,6 @@ static WHOLE_REFERRAL_POSTGRES: std::sync::LazyLock<String> = std::sync::LazyLoc
     )
 });
 
-/// A document as `WHOLE_REFERRAL_POSTGRES` gives it, every column included (the API's
-/// `Attachment` leaves the storage key and the wrapped key out of its JSON).
-#[derive(serde::Deserialize)]
-struct AttachmentColumns {
-    id: Uuid,
-    referral_id: Uuid,
-    filename: String,
-    media_type: String,
-    size: i64,
-    sha256: String,
-    kind: String,
-    storage_key: String,
-    uploaded_by: Uuid,
-    uploaded_at: DateTime<Utc>,
-    wrapped_key: Option<String>,
-}
-
-impl From<AttachmentColumns> for Attachment {
-    fn from(a: AttachmentColumns) -> Attachment {
-        Attachment {
-            id: a.id,
-            referral_id: a.referral_id,
-            filename: a.filename,
-            media_type: a.media_type,
-            size: a.size,
-            sha256: a.sha256,
-            kind: a.kind,
-            storage_key: a.storage_key,
-            uploaded_by: a.uploaded_by,
-            uploaded_at: a.uploaded_at,
-            wrapped_key: a.wrapped_key,
-        }
-    }
-}
-
 const PARTY_COLUMNS: &str =
     "role, kind, last_name, first_names, birth_date, name, siren, siret, address";
 
@@ -226,25 +191,27 @@ macro_rules! write_children {
     }};
 }
 
+/// What `write_event!` sends: the entry, the indicators' change and the read of the webhooks
+/// to notify, in one round trip. Statements in a list on SQLite (`[0]`), data-modifying CTEs
+/// on PostgreSQL (`[1]`).
+static ENTRY_SQL: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
+    const EVENT: &str = "INSERT INTO events (id, referral_id, at, type, audience, actor_id, actor_name, actor_role, actor_organisation, summary) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+    const STATS_CHANGE: &str = "INSERT INTO stats_changes (referral_id) VALUES ($2)";
+    let hooks = crate::integrations::WEBHOOKS_OF_REFERRAL;
+    [
+        format!("{EVENT}; {STATS_CHANGE}; {hooks}"),
+        format!("WITH entry AS ({EVENT}), change AS ({STATS_CHANGE}) {hooks}"),
+    ]
+});
+
 /// Appends a timeline entry inside the current transaction.
 macro_rules! write_event {
     ($tx:expr, $id:expr, $at:expr, $actor:expr, $event:expr) => {{
-        // The entry, the indicators' change and the read of the webhooks to notify in one
-        // round trip: statements in a list on SQLite, data-modifying CTEs on PostgreSQL.
-        static SQL: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
-            const EVENT: &str = "INSERT INTO events (id, referral_id, at, type, audience, actor_id, actor_name, actor_role, actor_organisation, summary) \
-                                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
-            const STATS_CHANGE: &str = "INSERT INTO stats_changes (referral_id) VALUES ($2)";
-            let hooks = $crate::integrations::WEBHOOKS_OF_REFERRAL;
-            [
-                format!("{EVENT}; {STATS_CHANGE}; {hooks}"),
-                format!("WITH entry AS ({EVENT}), change AS ({STATS_CHANGE}) {hooks}"),
-            ]
-        });
         let sql = if $crate::runs_statement_lists(&*$tx) {
-            &SQL[0]
+            &ENTRY_SQL[0]
         } else {
-            &SQL[1]
+            &ENTRY_SQL[1]
         };
         let hooks: Vec<$crate::integrations::WebhookOfReferral> = sqlx::query_as(sql)
             .bind(Uuid::now_v7())
@@ -609,13 +576,12 @@ impl Store {
                 };
                 let Json(codes) = row.try_get::<Json<Vec<i64>>, _>("offence_codes")?;
                 let Json(parties) = row.try_get::<Json<Vec<Party>>, _>("parties")?;
-                let Json(attachments) =
-                    row.try_get::<Json<Vec<AttachmentColumns>>, _>("attachments")?;
+                let Json(attachments) = row.try_get::<Json<Vec<Attachment>>, _>("attachments")?;
                 (
                     Some(JoinedReferral::from_row(&row)?),
                     codes,
                     parties,
-                    attachments.into_iter().map(Attachment::from).collect(),
+                    attachments,
                 )
             }
         };
