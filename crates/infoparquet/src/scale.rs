@@ -124,15 +124,14 @@ pub async fn seed_scale(store: &Store, count: usize) -> anyhow::Result<Seeded> {
         };
         let registered = status != "submitted";
         let decided = !matches!(status, "submitted" | "registered" | "under_investigation");
-        let acknowledged_at =
-            registered.then(|| submitted_at + Duration::hours(rng.gen_range(1..72)));
-        let registered_at = registered.then(|| submitted_at + Duration::days(rng.gen_range(1..20)));
-        let decided_at = decided.then(|| submitted_at + Duration::days(rng.gen_range(20..400)));
         let urgency = match rng.gen_range(0..100) {
             0..=2 => "immediate",
             3..=14 => "urgent",
             _ => "normal",
         };
+        let acknowledged_at = acknowledgement(urgency, registered, submitted_at, now, &mut rng);
+        let registered_at = registered.then(|| submitted_at + Duration::days(rng.gen_range(1..20)));
+        let decided_at = decided.then(|| submitted_at + Duration::days(rng.gen_range(20..400)));
         let topic = rng.gen_range(0..TITLES.len());
         let year = 2016 + index % 10;
         batch.push(ScaleReferral {
@@ -209,4 +208,47 @@ pub async fn seed_scale(store: &Store, count: usize) -> anyhow::Result<Seeded> {
         seconds: seeding,
         stats_seconds,
     })
+}
+
+/// When a synthetic referral was acknowledged. An urgent or immediate one is acknowledged
+/// within minutes, registered or not, as the urgency circuit demands: left unacknowledged, the
+/// seed's few hundred recent ones would be escalated again every half hour by the server under
+/// measurement, a burst of writes competing with whatever is being measured.
+fn acknowledgement(
+    urgency: &str,
+    registered: bool,
+    submitted_at: chrono::DateTime<Utc>,
+    now: chrono::DateTime<Utc>,
+    rng: &mut StdRng,
+) -> Option<chrono::DateTime<Utc>> {
+    if urgency == "normal" {
+        registered.then(|| submitted_at + Duration::hours(rng.gen_range(1..72)))
+    } else {
+        Some((submitted_at + Duration::minutes(rng.gen_range(5..120))).min(now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urgent_referrals_are_always_acknowledged_and_never_in_the_future() {
+        let mut rng = StdRng::seed_from_u64(7);
+        let now = Utc::now();
+        for minutes_ago in [0, 3, 60, 600, 60 * 24 * 20] {
+            let submitted_at = now - Duration::minutes(minutes_ago);
+            for urgency in ["urgent", "immediate"] {
+                let acknowledged = acknowledgement(urgency, false, submitted_at, now, &mut rng)
+                    .expect("an urgent referral is acknowledged");
+                assert!(acknowledged >= submitted_at && acknowledged <= now);
+            }
+            assert_eq!(
+                acknowledgement("normal", false, submitted_at, now, &mut rng),
+                None,
+                "a normal referral waits for its registration"
+            );
+            assert!(acknowledgement("normal", true, submitted_at, now, &mut rng).is_some());
+        }
+    }
 }
