@@ -66,41 +66,108 @@ impl AuditCheckpoint {
     }
 }
 
+/// The common table expressions that append a journal entry on PostgreSQL in the statement
+/// that holds them, given the SQL placeholders of the entry's fields. They lock and read the
+/// head, compute the entry's hash with `sha256()` over the canonical JSON that
+/// `AuditRecord::hash` hashes (same fields in the same order, same escaping: `to_json` escapes
+/// as serde_json does), and insert the entry as `audit_entry`. The caller moves the head
+/// (`POSTGRES_MOVE_HEAD`).
+///
+/// Why in SQL: the head stays locked from its read until the commit, and every writer queues
+/// for it. Hashing in Rust needs the head's hash first, a round trip more under the lock (and a
+/// statement more per write). `audit verify` recomputes every hash in Rust, and the conformance
+/// suite checks both agree on awkward text (quotes, backslashes, control characters, emoji).
+pub(crate) struct AuditPlaceholders {
+    pub at: &'static str,
+    pub actor_id: &'static str,
+    pub actor: &'static str,
+    pub role: &'static str,
+    pub organisation: &'static str,
+    pub action: &'static str,
+    pub target: &'static str,
+    pub detail: &'static str,
+}
+
+impl AuditPlaceholders {
+    pub(crate) fn postgres_append_ctes(&self) -> String {
+        let AuditPlaceholders {
+            at,
+            actor_id,
+            actor,
+            role,
+            organisation,
+            action,
+            target,
+            detail,
+        } = self;
+        format!(
+            "audit_prev AS (SELECT seq + 1 AS seq, hash AS prev_hash FROM audit_head WHERE id = 1 FOR UPDATE), \
+             audit_record AS (SELECT seq, prev_hash, encode(sha256(convert_to(concat(\
+             '{{\"seq\":', seq, \
+             ',\"at\":', to_json({at}::text), \
+             ',\"actor_id\":', COALESCE(to_json({actor_id}::uuid)::text, 'null'), \
+             ',\"actor\":', to_json({actor}::text), \
+             ',\"role\":', to_json({role}::text), \
+             ',\"organisation\":', to_json({organisation}::text), \
+             ',\"action\":', to_json({action}::text), \
+             ',\"target\":', to_json({target}::text), \
+             ',\"detail\":', to_json({detail}::text), \
+             ',\"prev_hash\":', to_json(prev_hash), '}}'), 'UTF8')), 'hex') AS hash FROM audit_prev), \
+             audit_entry AS (INSERT INTO audit_log (seq, at, actor_id, actor, role, organisation, action, target, detail, prev_hash, hash) \
+             SELECT seq, {at}, {actor_id}, {actor}, {role}, {organisation}, {action}, {target}, {detail}, prev_hash, hash \
+             FROM audit_record RETURNING seq, hash)"
+        )
+    }
+}
+
+/// Moves the journal's head to the entry `postgres_append_ctes` inserted.
+pub(crate) const POSTGRES_MOVE_HEAD: &str =
+    "UPDATE audit_head SET seq = audit_entry.seq, hash = audit_entry.hash FROM audit_entry WHERE audit_head.id = 1";
+
+/// A journal entry on its own, in one statement on PostgreSQL (see `postgres_append_ctes`).
+pub(crate) static POSTGRES_APPEND: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let ctes = AuditPlaceholders {
+        at: "$1",
+        actor_id: "$2",
+        actor: "$3",
+        role: "$4",
+        organisation: "$5",
+        action: "$6",
+        target: "$7",
+        detail: "$8",
+    }
+    .postgres_append_ctes();
+    format!("WITH {ctes} {POSTGRES_MOVE_HEAD}")
+});
+
 /// Appends an entry inside the caller's transaction. Locking the head row first makes appends
-/// take turns, on SQLite (the write lock) as on PostgreSQL (the row lock).
+/// take turns, on SQLite (the write lock) as on PostgreSQL (the row lock). On PostgreSQL in one
+/// statement (`POSTGRES_APPEND`); on SQLite, which has no SHA-256 function, the hash is computed
+/// here between reading the head and writing the entry (two calls on the writer's connection).
 macro_rules! append_audit {
     ($tx:expr, $input:expr) => {{
         let input: &$crate::audit::AuditInput = $input;
-        // One statement takes the lock and reads the head (a round trip saved on every write).
-        let (last_seq, last_hash): (i64, String) = sqlx::query_as("UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash").fetch_one(&mut *$tx).await?;
-        let record = domain::integrity::AuditRecord {
-            seq: last_seq + 1,
-            at: domain::integrity::canonical_instant(input.at),
-            actor_id: input.actor.user_id,
-            actor: input.actor.name.clone(),
-            role: input.actor.role.clone(),
-            organisation: input.actor.organisation.clone(),
-            action: input.action.clone(),
-            target: input.target.clone(),
-            detail: input.detail.clone(),
-            prev_hash: last_hash,
-        };
-        let hash = record.hash();
-        // The record and the head's move in one round trip: the head is locked from the read
-        // above until the commit, and on PostgreSQL every writer queues for it (sampled under 16
-        // submitting clients: ~85 % of active backends waited on this lock). SQLite runs a list
-        // of statements in one call; PostgreSQL takes one statement, hence the CTE.
-        let sql = if $crate::runs_statement_lists(&*$tx) {
-            "INSERT INTO audit_log (seq, at, actor_id, actor, role, organisation, action, target, detail, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11); \
-             UPDATE audit_head SET seq = $1, hash = $11 WHERE id = 1"
-        } else {
-            "WITH record AS (\
-             INSERT INTO audit_log (seq, at, actor_id, actor, role, organisation, action, target, detail, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING seq, hash) \
-             UPDATE audit_head SET seq = record.seq, hash = record.hash FROM record WHERE audit_head.id = 1"
-        };
-        sqlx::query(sql)
+        if $crate::runs_statement_lists(&*$tx) {
+            // One statement takes the lock and reads the head.
+            let (last_seq, last_hash): (i64, String) = sqlx::query_as("UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash").fetch_one(&mut *$tx).await?;
+            let record = domain::integrity::AuditRecord {
+                seq: last_seq + 1,
+                at: domain::integrity::canonical_instant(input.at),
+                actor_id: input.actor.user_id,
+                actor: input.actor.name.clone(),
+                role: input.actor.role.clone(),
+                organisation: input.actor.organisation.clone(),
+                action: input.action.clone(),
+                target: input.target.clone(),
+                detail: input.detail.clone(),
+                prev_hash: last_hash,
+            };
+            let hash = record.hash();
+            sqlx::query(
+                "INSERT INTO audit_log (seq, at, actor_id, actor, role, organisation, action, target, detail, prev_hash, hash) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11); \
+                 UPDATE audit_head SET seq = $1, hash = $11 WHERE id = 1",
+            )
             .bind(record.seq)
             .bind(&record.at)
             .bind(record.actor_id)
@@ -114,6 +181,19 @@ macro_rules! append_audit {
             .bind(&hash)
             .execute(&mut *$tx)
             .await?;
+        } else {
+            sqlx::query(&$crate::audit::POSTGRES_APPEND)
+                .bind(domain::integrity::canonical_instant(input.at))
+                .bind(input.actor.user_id)
+                .bind(&input.actor.name)
+                .bind(&input.actor.role)
+                .bind(&input.actor.organisation)
+                .bind(&input.action)
+                .bind(&input.target)
+                .bind(&input.detail)
+                .execute(&mut *$tx)
+                .await?;
+        }
     }};
 }
 pub(crate) use append_audit;

@@ -193,27 +193,46 @@ macro_rules! write_children {
 
 /// What `write_event!` sends: the entry, the indicators' change and the read of the webhooks
 /// to notify, in one round trip. Statements in a list on SQLite (`[0]`), data-modifying CTEs
-/// on PostgreSQL (`[1]`).
+/// on PostgreSQL (`[1]`), where the journal's entry joins them (bound as `$11`–`$13`; see
+/// `AuditPlaceholders::postgres_append_ctes`): the head, which every writer queues for, is then
+/// locked by the transaction's last statement before the commit.
 static ENTRY_SQL: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
     const EVENT: &str = "INSERT INTO events (id, referral_id, at, type, audience, actor_id, actor_name, actor_role, actor_organisation, summary) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
     const STATS_CHANGE: &str = "INSERT INTO stats_changes (referral_id) VALUES ($2)";
     let hooks = crate::integrations::WEBHOOKS_OF_REFERRAL;
+    let audit = crate::audit::AuditPlaceholders {
+        at: "$11",
+        actor_id: "$6",
+        actor: "$7",
+        role: "$8",
+        organisation: "$9",
+        action: "$12",
+        target: "$13",
+        detail: "$10",
+    }
+    .postgres_append_ctes();
+    let move_head = crate::audit::POSTGRES_MOVE_HEAD;
     [
         format!("{EVENT}; {STATS_CHANGE}; {hooks}"),
-        format!("WITH entry AS ({EVENT}), change AS ({STATS_CHANGE}) {hooks}"),
+        format!(
+            "WITH entry AS ({EVENT}), change AS ({STATS_CHANGE}), {audit}, head AS ({move_head}) {hooks}"
+        ),
     ]
 });
 
-/// Appends a timeline entry inside the current transaction.
+/// Appends a timeline entry and its journal entry inside the current transaction.
 macro_rules! write_event {
     ($tx:expr, $id:expr, $at:expr, $actor:expr, $event:expr) => {{
-        let sql = if $crate::runs_statement_lists(&*$tx) {
-            &ENTRY_SQL[0]
-        } else {
-            &ENTRY_SQL[1]
+        let statement_lists = $crate::runs_statement_lists(&*$tx);
+        let audit = $crate::audit::AuditInput {
+            at: $at,
+            actor: $actor.clone(),
+            action: format!("referral.{}", $event.event_type),
+            target: format!("referral:{}", $id),
+            detail: $event.summary.clone(),
         };
-        let hooks: Vec<$crate::integrations::WebhookOfReferral> = sqlx::query_as(sql)
+        let mut query = sqlx::query_as(&ENTRY_SQL[usize::from(!statement_lists)])
             .bind(Uuid::now_v7())
             .bind($id)
             .bind($at)
@@ -223,18 +242,19 @@ macro_rules! write_event {
             .bind(&$actor.name)
             .bind(&$actor.role)
             .bind(&$actor.organisation)
-            .bind(&$event.summary)
-            .fetch_all(&mut *$tx)
-            .await?;
+            .bind(&$event.summary);
+        if !statement_lists {
+            query = query
+                .bind(::domain::integrity::canonical_instant(audit.at))
+                .bind(&audit.action)
+                .bind(&audit.target);
+        }
+        let hooks: Vec<$crate::integrations::WebhookOfReferral> =
+            query.fetch_all(&mut *$tx).await?;
         $crate::integrations::enqueue_webhooks!($tx, hooks, $id, $at, $event);
-        let audit = $crate::audit::AuditInput {
-            at: $at,
-            actor: $actor.clone(),
-            action: format!("referral.{}", $event.event_type),
-            target: format!("referral:{}", $id),
-            detail: $event.summary.clone(),
-        };
-        $crate::audit::append_audit!($tx, &audit);
+        if statement_lists {
+            $crate::audit::append_audit!($tx, &audit);
+        }
     }};
 }
 

@@ -212,6 +212,7 @@ conformance!(
     lists_respect_scope_filters_and_pagination,
     messages_separate_internal_notes,
     journal_chain_catches_alteration_deletion_and_reordering,
+    journal_hashes_agree_with_the_verifier_on_awkward_text,
     full_text_search_finds_words_stems_parties_and_references,
     indicators_cells_follow_every_change,
     search_with_many_matches_stays_in_scope_and_in_order,
@@ -1347,6 +1348,91 @@ async fn journal_chain_catches_alteration_deletion_and_reordering(store: Store) 
     assert_eq!(
         w.store.verify_audit_chain().await.expect("verify"),
         Err(ChainFault::Missing { after: 3, found: 5 })
+    );
+}
+
+/// PostgreSQL hashes journal entries in SQL, SQLite in Rust; `verify_audit_chain` recomputes
+/// every hash in Rust. Both must agree on text that JSON escapes (quotes, backslashes, control
+/// characters), on text it leaves alone (accents, symbols, emoji), on an actor without id, and
+/// on entries written alone as well as with a timeline entry.
+async fn journal_hashes_agree_with_the_verifier_on_awkward_text(store: Store) {
+    let w = world(store).await;
+    let now = now();
+    let id = agent_draft(&w, &content("Texte délicat", Some(w.parquet.id)), now).await;
+    let awkward = [
+        "guillemets \"doubles\" et 'simples'",
+        "barre \\ oblique inverse \\\\ et /",
+        "ligne\nretour\r\ttabulation\u{8}\u{c}",
+        "contrôle \u{1} \u{1f} \u{7f} fin",
+        "Procureur de la République — « Blois » ½ € 🚨",
+        "",
+    ];
+    let platform = ActorInfo {
+        user_id: None,
+        name: "Info Parquet (automate) \"système\"".into(),
+        role: "system".into(),
+        organisation: "Plateforme\tInfo Parquet".into(),
+    };
+    for (i, text) in awkward.iter().enumerate() {
+        let mut who = if i % 2 == 0 {
+            actor(&w.agent)
+        } else {
+            platform.clone()
+        };
+        who.name = format!("{} {text}", who.name);
+        w.store
+            .audit(&AuditInput {
+                at: now + Duration::microseconds(i as i64 * 1_234_567),
+                actor: who.clone(),
+                action: format!("referral.read {text}"),
+                target: format!("referral:{id}"),
+                detail: text.to_string(),
+            })
+            .await
+            .expect("audit");
+        let note = NewEvent {
+            event_type: "note".into(),
+            audience: "parquet".into(),
+            summary: format!("Résumé : {text}"),
+        };
+        assert!(w
+            .store
+            .apply_update(id, "draft", &ReferralUpdate::default(), now, &who, &note)
+            .await
+            .expect("entry"));
+    }
+    let written = 1 + 2 * awkward.len() as u64;
+    assert_eq!(
+        w.store.verify_audit_chain().await.expect("verify"),
+        Ok(written)
+    );
+    let entries = w
+        .store
+        .audit_entries_for(&format!("referral:{id}"))
+        .await
+        .expect("entries");
+    assert_eq!(entries.len() as u64, written);
+    for entry in &entries {
+        assert_eq!(entry.hash, entry.record().hash(), "entry {}", entry.seq);
+    }
+    assert!(entries.iter().any(|e| e.detail == awkward[2]));
+    assert!(entries
+        .iter()
+        .any(|e| e.actor_id.is_none() && e.organisation == "Plateforme\tInfo Parquet"));
+    // The chain goes on from the head the last entry moved: one more entry still verifies.
+    w.store
+        .audit(&AuditInput {
+            at: now,
+            actor: actor(&w.agent),
+            action: "referral.read".into(),
+            target: format!("referral:{id}"),
+            detail: "après".into(),
+        })
+        .await
+        .expect("audit");
+    assert_eq!(
+        w.store.verify_audit_chain().await.expect("verify"),
+        Ok(written + 1)
     );
 }
 
