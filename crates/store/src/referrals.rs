@@ -834,11 +834,26 @@ impl Store {
         let applied = on_batched_writer!(self, |conn, Db| {
             let mut tx = conn.begin().await?;
             let numbered;
+            // The search document's sources when read (and the row locked) before the change.
+            let mut sources: Option<crate::search::SearchSources> = None;
             let (update, event) = match change {
                 Change::Given(update, event) => (update, event),
                 Change::Numbered(year, sending) => {
-                    // Taken first: the counter's row stays locked until the commit, and is
-                    // restored by the rollback if the guard below finds the referral changed.
+                    // Every sending queues for the counter's row, locked from its increment to
+                    // the commit: whatever does not need the number comes before it. The
+                    // referral is locked and checked first (a lost race takes no number), and
+                    // its search sources read, so that its document is written with the update.
+                    let Some(before) = sqlx::query_as::<_, crate::search::SearchSources>(
+                        <Db as crate::search::SearchDialect>::LOCKED_DOCUMENT_SOURCES,
+                    )
+                    .bind(id)
+                    .bind(expected_status)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    else {
+                        return Ok(false);
+                    };
+                    sources = Some(before);
                     let number: i64 = sqlx::query_scalar(NEXT_REFERENCE_NUMBER)
                         .bind(i64::from(year))
                         .fetch_one(&mut *tx)
@@ -882,6 +897,13 @@ impl Store {
             if update.clear_parquet_progress {
                 q.push(", acknowledged_at = NULL, registered_at = NULL, parquet_number = NULL, assigned_to = NULL");
             }
+            // The document as the update leaves it, written by the update where the backend
+            // allows, else just after it.
+            let prepared_document = sources.is_some();
+            let document_left = sources.take().and_then(|mut sources| {
+                sources.apply(update);
+                <Db as crate::search::SearchDialect>::push_document(&mut q, sources.document())
+            });
             q.push(" WHERE id = ").push_bind(id);
             if update.escalated_at.is_some() {
                 // An acknowledgement that lands first stops the escalation.
@@ -897,10 +919,14 @@ impl Store {
             if result.rows_affected() == 0 {
                 return Ok(false);
             }
-            if update.reference.is_some()
-                || update.parquet_number.is_some()
-                || update.parquet_id.is_some()
-                || update.clear_parquet_progress
+            if let Some(document) = document_left {
+                <Db as crate::search::SearchDialect>::write_document(&mut *tx, id, &document)
+                    .await?;
+            } else if !prepared_document
+                && (update.reference.is_some()
+                    || update.parquet_number.is_some()
+                    || update.parquet_id.is_some()
+                    || update.clear_parquet_progress)
             {
                 crate::search::refresh_search!(tx, id, Db);
             }

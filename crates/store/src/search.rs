@@ -11,6 +11,75 @@ use domain::text::search_key;
 use sqlx::QueryBuilder;
 use uuid::Uuid;
 
+/// The statement behind `DOCUMENT_SOURCES`, given the backend's string aggregate and what
+/// follows `WHERE id = $1`.
+macro_rules! document_sources {
+    ($aggregate:literal, $tail:literal) => {
+        concat!(
+            "SELECT title, facts, reference, administration_reference, parquet_number, parquet_id, administration_id, \
+             (SELECT ", $aggregate, "(concat_ws(' ', last_name, first_names, name, siren, siret), ' ' ORDER BY position) \
+              FROM parties WHERE referral_id = $1) AS party_words \
+             FROM referrals WHERE id = $1",
+            $tail
+        )
+    };
+}
+
+/// What a referral's search document is built from (`SearchDialect::DOCUMENT_SOURCES`).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct SearchSources {
+    pub title: String,
+    pub facts: String,
+    pub reference: Option<String>,
+    pub administration_reference: Option<String>,
+    pub parquet_number: Option<String>,
+    pub parquet_id: Option<Uuid>,
+    pub administration_id: Uuid,
+    pub party_words: Option<String>,
+}
+
+impl SearchSources {
+    /// The sources once `update` is applied to the referral.
+    pub(crate) fn apply(&mut self, update: &crate::ReferralUpdate) {
+        if update.clear_parquet_progress {
+            self.parquet_number = None;
+        }
+        if let Some(reference) = &update.reference {
+            self.reference = Some(reference.clone());
+        }
+        if let Some(number) = &update.parquet_number {
+            self.parquet_number = Some(number.clone());
+        }
+        if let Some(parquet) = update.parquet_id {
+            self.parquet_id = Some(parquet);
+        }
+    }
+
+    /// The indexed document: the words of the text, then the scope words searches filter on.
+    pub(crate) fn document(&self) -> String {
+        let mut text = format!("{} {}", self.title, self.facts);
+        for part in [
+            &self.reference,
+            &self.administration_reference,
+            &self.parquet_number,
+            &self.party_words,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            text.push(' ');
+            text.push_str(part);
+        }
+        let mut document = search_key(&text);
+        document.push(' ');
+        document.push_str(&domain::text::scope_words(
+            self.parquet_id,
+            self.administration_id,
+        ));
+        document
+    }
+}
+
 /// What differs between the backends' full-text engines.
 pub(crate) trait SearchDialect: sqlx::Database + Sized {
     /// Appends ` AND <referral r matches text>` to a query over `referrals r`. `scope` holds
@@ -19,8 +88,17 @@ pub(crate) trait SearchDialect: sqlx::Database + Sized {
     fn push_match(q: &mut QueryBuilder<'_, Self>, text: &str, scope: &[String], plan: MatchPlan);
 
     /// The referral's indexed columns and its parties' words (one string, in their order), by
-    /// id: what a search document is built from, in one statement.
+    /// id: what a search document is built from, in one statement (`SearchSources`).
     const DOCUMENT_SOURCES: &'static str;
+
+    /// `DOCUMENT_SOURCES` of a referral (`$1`) still in the status `$2`, whose row stays locked
+    /// against other writers until the commit (on SQLite the single writer already is).
+    const LOCKED_DOCUMENT_SOURCES: &'static str;
+
+    /// Adds `, <search document> = document` to an `UPDATE referrals SET …` when this backend
+    /// keeps the document in the referral's row (PostgreSQL); otherwise gives it back, to be
+    /// written apart (SQLite's FTS5 table, `write_document`).
+    fn push_document(q: &mut QueryBuilder<'_, Self>, document: String) -> Option<String>;
 
     /// Replaces the indexed document of a referral.
     async fn write_document(
@@ -75,10 +153,13 @@ fn query_words(text: &str) -> Vec<String> {
 }
 
 impl SearchDialect for sqlx::Sqlite {
-    const DOCUMENT_SOURCES: &'static str = "SELECT title, facts, reference, administration_reference, parquet_number, parquet_id, administration_id, \
-         (SELECT group_concat(concat_ws(' ', last_name, first_names, name, siren, siret), ' ' ORDER BY position) \
-          FROM parties WHERE referral_id = $1) \
-         FROM referrals WHERE id = $1";
+    const DOCUMENT_SOURCES: &'static str = document_sources!("group_concat", "");
+    const LOCKED_DOCUMENT_SOURCES: &'static str =
+        document_sources!("group_concat", " AND status = $2");
+
+    fn push_document(_q: &mut QueryBuilder<'_, Self>, document: String) -> Option<String> {
+        Some(document)
+    }
 
     fn push_match(q: &mut QueryBuilder<'_, Self>, text: &str, scope: &[String], plan: MatchPlan) {
         let Some(expression) = fts5_expression(text, scope) else {
@@ -127,10 +208,18 @@ impl SearchDialect for sqlx::Sqlite {
 }
 
 impl SearchDialect for sqlx::Postgres {
-    const DOCUMENT_SOURCES: &'static str = "SELECT title, facts, reference, administration_reference, parquet_number, parquet_id, administration_id, \
-         (SELECT string_agg(concat_ws(' ', last_name, first_names, name, siren, siret), ' ' ORDER BY position) \
-          FROM parties WHERE referral_id = $1) \
-         FROM referrals WHERE id = $1";
+    const DOCUMENT_SOURCES: &'static str = document_sources!("string_agg", "");
+    // NO KEY: the lock an UPDATE of the row takes, which lets other transactions still add
+    // rows that refer to the referral (a message, a document).
+    const LOCKED_DOCUMENT_SOURCES: &'static str =
+        document_sources!("string_agg", " AND status = $2 FOR NO KEY UPDATE");
+
+    fn push_document(q: &mut QueryBuilder<'_, Self>, document: String) -> Option<String> {
+        q.push(", search_vector = to_tsvector('french', ")
+            .push_bind(document)
+            .push(")");
+        None
+    }
 
     fn push_match(q: &mut QueryBuilder<'_, Self>, text: &str, scope: &[String], _plan: MatchPlan) {
         let words = query_words(text);
@@ -167,45 +256,13 @@ impl SearchDialect for sqlx::Postgres {
 /// transaction.
 macro_rules! refresh_search {
     ($tx:expr, $id:expr, $db:ty) => {{
-        let (
-            title,
-            facts,
-            reference,
-            administration_reference,
-            parquet_number,
-            parquet_id,
-            administration_id,
-            party_words,
-        ): (
-            String,
-            String,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<Uuid>,
-            Uuid,
-            Option<String>,
-        ) = sqlx::query_as(<$db as $crate::search::SearchDialect>::DOCUMENT_SOURCES)
-            .bind($id)
-            .fetch_one(&mut *$tx)
+        let sources: $crate::search::SearchSources =
+            sqlx::query_as(<$db as $crate::search::SearchDialect>::DOCUMENT_SOURCES)
+                .bind($id)
+                .fetch_one(&mut *$tx)
+                .await?;
+        <$db as $crate::search::SearchDialect>::write_document(&mut *$tx, $id, &sources.document())
             .await?;
-        let mut text = format!("{title} {facts}");
-        for part in [
-            reference,
-            administration_reference,
-            parquet_number,
-            party_words,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            text.push(' ');
-            text.push_str(&part);
-        }
-        let mut document = ::domain::text::search_key(&text);
-        document.push(' ');
-        document.push_str(&::domain::text::scope_words(parquet_id, administration_id));
-        <$db as $crate::search::SearchDialect>::write_document(&mut *$tx, $id, &document).await?;
     }};
 }
 pub(crate) use refresh_search;

@@ -1099,6 +1099,31 @@ async fn reference_numbers_follow_each_other_and_a_lost_race_burns_none(store: S
         ["IP-2026-000001", "IP-2026-000002", "IP-2027-000001"],
         "no number lost to the refused sending, and numbering restarts each year"
     );
+    // The sending writes the search document with the reference (in the update itself on
+    // PostgreSQL), and keeps the draft's words and scope.
+    for (query, parquet, found) in [
+        ("IP-2026-000002", w.parquet.id, vec!["B"]),
+        ("000001", w.parquet.id, vec!["A", "C"]),
+        ("000001 dupont", w.parquet.id, vec!["A", "C"]),
+        ("000001", w.other_parquet.id, vec![]),
+    ] {
+        let filter = ReferralFilter {
+            parquet_id: Some(parquet),
+            query: Some(query.into()),
+            limit: 50,
+            ..Default::default()
+        };
+        let mut titles: Vec<String> = w
+            .store
+            .list_referrals(&filter)
+            .await
+            .expect("search")
+            .into_iter()
+            .map(|r| r.title)
+            .collect();
+        titles.sort();
+        assert_eq!(titles, found, "{query}");
+    }
 }
 
 async fn lists_respect_scope_filters_and_pagination(store: Store) {
