@@ -150,9 +150,9 @@ impl JoinedReferral {
 }
 
 /// Writes the content's offences and parties; with `$replacing`, removes earlier ones first
-/// (a draft's update; a new referral has none).
+/// (a draft's update; a new referral has none). The caller writes the search document.
 macro_rules! write_children {
-    ($tx:expr, $id:expr, $content:expr, $db:ty, $replacing:expr) => {{
+    ($tx:expr, $id:expr, $content:expr, $replacing:expr) => {{
         if $replacing {
             sqlx::query("DELETE FROM referral_offences WHERE referral_id = $1").bind($id).execute(&mut *$tx).await?;
             sqlx::query("DELETE FROM parties WHERE referral_id = $1").bind($id).execute(&mut *$tx).await?;
@@ -187,7 +187,6 @@ macro_rules! write_children {
             .execute(&mut *$tx)
             .await?;
         }
-        crate::search::refresh_search!($tx, $id, $db);
     }};
 }
 
@@ -257,6 +256,22 @@ macro_rules! write_event {
         }
     }};
 }
+
+/// A new referral's row: without its search document (`[0]`), and with it bound as `$19`
+/// where the document lives in the row (`[1]`, see `SearchDialect::DOCUMENT_IN_ROW`).
+static INSERT_REFERRAL: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
+    const COLUMNS: &str = "id, status, kind, urgency, title, facts, administration_reference, facts_started_on, \
+        facts_ended_on, commune_insee, address, administration_id, author_id, parquet_id, competence, competence_reason, \
+        limitation_date, created_at, updated_at";
+    const VALUES: &str =
+        "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18";
+    [
+        format!("INSERT INTO referrals ({COLUMNS}) VALUES ({VALUES})"),
+        format!(
+            "INSERT INTO referrals ({COLUMNS}, search_vector) VALUES ({VALUES}, to_tsvector('french', $19))"
+        ),
+    ]
+});
 
 /// Allocates the next human reference number of a year (bound as `$1`), on both backends.
 const NEXT_REFERENCE_NUMBER: &str = "INSERT INTO reference_counters (year, last_value) VALUES ($1, 1) \
@@ -482,13 +497,11 @@ impl Store {
         actor: &ActorInfo,
         event: &NewEvent,
     ) -> StoreResult<()> {
-        let sql = "INSERT INTO referrals (id, status, kind, urgency, title, facts, administration_reference, facts_started_on, \
-            facts_ended_on, commune_insee, address, administration_id, author_id, parquet_id, competence, competence_reason, \
-            limitation_date, created_at, updated_at) \
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18)";
+        let document = crate::search::SearchSources::of_new(content, administration_id).document();
         on_batched_writer!(self, |conn, Db| {
             let mut tx = conn.begin().await?;
-            sqlx::query(sql)
+            let in_row = <Db as crate::search::SearchDialect>::DOCUMENT_IN_ROW;
+            let insert = sqlx::query(&INSERT_REFERRAL[usize::from(in_row)])
                 .bind(id)
                 .bind(status)
                 .bind(&content.kind)
@@ -506,10 +519,20 @@ impl Store {
                 .bind(&content.competence)
                 .bind(&content.competence_reason)
                 .bind(content.limitation_date)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            write_children!(tx, id, content, Db, false);
+                .bind(now);
+            // The search document goes with the row where it lives in it, else just after.
+            let document_apart = if in_row {
+                insert.bind(&document).execute(&mut *tx).await?;
+                None
+            } else {
+                insert.execute(&mut *tx).await?;
+                Some(&document)
+            };
+            write_children!(tx, id, content, false);
+            if let Some(document) = document_apart {
+                <Db as crate::search::SearchDialect>::write_document(&mut *tx, id, document)
+                    .await?;
+            }
             write_event!(tx, id, now, actor, event);
             tx.commit().await?;
             Ok::<_, sqlx::Error>(())
@@ -552,7 +575,9 @@ impl Store {
             if result.rows_affected() == 0 {
                 return Ok(false);
             }
-            write_children!(tx, id, content, Db, true);
+            write_children!(tx, id, content, true);
+            // Read back: a draft returned by the parquet keeps its reference.
+            crate::search::refresh_search!(tx, id, Db);
             tx.commit().await?;
             Ok::<_, sqlx::Error>(true)
         })?;

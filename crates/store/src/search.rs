@@ -39,6 +39,40 @@ pub(crate) struct SearchSources {
 }
 
 impl SearchSources {
+    /// The sources of a referral about to be created from `content`: no reference or parquet
+    /// number yet, so nothing needs reading back. Parties' words as `DOCUMENT_SOURCES` joins
+    /// them (`search_key` makes the spacing irrelevant).
+    pub(crate) fn of_new(content: &crate::ReferralContent, administration_id: Uuid) -> Self {
+        let party_words: Vec<String> = content
+            .parties
+            .iter()
+            .map(|party| {
+                [
+                    &party.last_name,
+                    &party.first_names,
+                    &party.name,
+                    &party.siren,
+                    &party.siret,
+                ]
+                .into_iter()
+                .flatten()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(" ")
+            })
+            .collect();
+        SearchSources {
+            title: content.title.clone(),
+            facts: content.facts.clone(),
+            reference: None,
+            administration_reference: content.administration_reference.clone(),
+            parquet_number: None,
+            parquet_id: content.parquet_id,
+            administration_id,
+            party_words: (!party_words.is_empty()).then(|| party_words.join(" ")),
+        }
+    }
+
     /// The sources once `update` is applied to the referral.
     pub(crate) fn apply(&mut self, update: &crate::ReferralUpdate) {
         if update.clear_parquet_progress {
@@ -100,6 +134,10 @@ pub(crate) trait SearchDialect: sqlx::Database + Sized {
     /// written apart (SQLite's FTS5 table, `write_document`).
     fn push_document(q: &mut QueryBuilder<'_, Self>, document: String) -> Option<String>;
 
+    /// Whether the search document lives in the referral's row (PostgreSQL's `search_vector`),
+    /// and so is written with it.
+    const DOCUMENT_IN_ROW: bool;
+
     /// Replaces the indexed document of a referral.
     async fn write_document(
         conn: &mut <Self as sqlx::Database>::Connection,
@@ -156,6 +194,7 @@ impl SearchDialect for sqlx::Sqlite {
     const DOCUMENT_SOURCES: &'static str = document_sources!("group_concat", "");
     const LOCKED_DOCUMENT_SOURCES: &'static str =
         document_sources!("group_concat", " AND status = $2");
+    const DOCUMENT_IN_ROW: bool = false;
 
     fn push_document(_q: &mut QueryBuilder<'_, Self>, document: String) -> Option<String> {
         Some(document)
@@ -213,6 +252,7 @@ impl SearchDialect for sqlx::Postgres {
     // rows that refer to the referral (a message, a document).
     const LOCKED_DOCUMENT_SOURCES: &'static str =
         document_sources!("string_agg", " AND status = $2 FOR NO KEY UPDATE");
+    const DOCUMENT_IN_ROW: bool = true;
 
     fn push_document(q: &mut QueryBuilder<'_, Self>, document: String) -> Option<String> {
         q.push(", search_vector = to_tsvector('french', ")
