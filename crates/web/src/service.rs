@@ -659,16 +659,21 @@ impl<'a> ReferralService<'a> {
                             crate::notify::messages(self.state, &recipients, &sent, notice)
                         })
                         .unwrap_or_default();
+                    let signature = self
+                        .state
+                        .signer
+                        .sign(&domain::integrity::canonical_bytes(&receipt));
+                    // What the update writes, so that the sent referral is answered without
+                    // reading it back.
+                    sent.row.status = Status::Submitted.as_str().into();
+                    sent.row.updated_at = now;
+                    sent.row.receipt_signature = Some(signature.clone());
                     let update = ReferralUpdate {
                         status: Some(Status::Submitted.as_str().into()),
                         reference: Some(reference.clone()),
                         verification_code: Some(code),
                         submitted_at: Some(now),
-                        receipt_signature: Some(
-                            self.state
-                                .signer
-                                .sign(&domain::integrity::canonical_bytes(&receipt)),
-                        ),
+                        receipt_signature: Some(signature),
                         outbox,
                         ..Default::default()
                     };
@@ -680,7 +685,7 @@ impl<'a> ReferralService<'a> {
         if !applied {
             return Err(changed_meanwhile());
         }
-        self.load(referral.row.id).await
+        Ok(sent)
     }
 
     pub async fn validate(&self, id: Uuid) -> Result<Referral, AppError> {

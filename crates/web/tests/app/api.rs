@@ -39,6 +39,29 @@ async fn reference_endpoints_answer_the_documented_examples() {
         .any(|r| r["code"] == "21"));
 }
 
+/// A sending answers with the referral as it built it, without reading it back: every stored
+/// field, those no view shows included (signature, last change), must be what it answered.
+#[tokio::test]
+async fn a_sent_referral_is_answered_as_stored() {
+    let app = TestApp::spawn().await;
+    let agent = app.user(&app.administration, "agent").await;
+    let id = app.draft(&agent).await;
+    let current = web::auth::CurrentUser {
+        user: agent.user.clone(),
+        organisation: app.administration.clone(),
+        role: domain::Role::Agent,
+    };
+    let id = uuid::Uuid::parse_str(&id).expect("id");
+    let sent = web::service::ReferralService::new(&app.state, &current)
+        .submit(id)
+        .await
+        .expect("sent");
+    assert_eq!(sent.row.status, "submitted");
+    assert!(sent.row.receipt_signature.is_some());
+    let stored = app.store.referral(id).await.expect("read").expect("exists");
+    assert_eq!(sent, stored);
+}
+
 #[tokio::test]
 async fn missing_or_wrong_tokens_get_problem_json_401() {
     let app = TestApp::spawn().await;
@@ -146,6 +169,9 @@ async fn the_whole_journey_through_the_api() {
         first["sha256"]
     );
     assert_eq!(submitted["referral"]["deadline"]["kind"], "acknowledge");
+    // The sending answers without reading the referral back: what it answers is what is stored.
+    let read_back = json_of(app.get(&agent, &format!("/api/v1/referrals/{id}")).await).await;
+    assert_eq!(submitted["referral"], read_back);
     let code = submitted["receipt"]["verification_code"]
         .as_str()
         .expect("code")
