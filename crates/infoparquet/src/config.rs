@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 pub struct Config {
     /// `sqlite:./infoparquet.db` (embedded, the default) or `postgres://user:pass@host/db`.
     pub database_url: String,
+    /// Connections to PostgreSQL (ignored with SQLite). Absent: four per CPU of this machine,
+    /// at least four. Size it to the database's CPUs, not to the number of clients.
+    pub database_max_connections: Option<u32>,
     /// Where attachments are stored.
     pub data_dir: PathBuf,
     /// Address and port the server listens on.
@@ -52,6 +55,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             database_url: "sqlite:./infoparquet.db".into(),
+            database_max_connections: None,
             data_dir: PathBuf::from("./data"),
             listen: "127.0.0.1:8080".into(),
             public_url: "http://127.0.0.1:8080".into(),
@@ -111,12 +115,15 @@ mod tests {
             let config = Config::load(None).map_err(|e| *e)?;
             assert_eq!(config.listen, "127.0.0.1:8080");
             assert_eq!(config.database_url, "sqlite:./infoparquet.db");
+            assert_eq!(config.database_max_connections, None);
             jail.create_file(
                 "custom.toml",
                 "listen = \"0.0.0.0:9000\"\nmax_upload_bytes = 1000",
             )?;
             jail.set_env("INFOPARQUET__DATABASE_URL", "postgres://u:secret@db/ip");
+            jail.set_env("INFOPARQUET__DATABASE_MAX_CONNECTIONS", "6");
             let config = Config::load(Some(Path::new("custom.toml"))).map_err(|e| *e)?;
+            assert_eq!(config.database_max_connections, Some(6));
             assert_eq!(config.listen, "0.0.0.0:9000");
             assert_eq!(config.max_upload_bytes, 1000);
             assert_eq!(config.database_url, "postgres://u:secret@db/ip");

@@ -270,7 +270,7 @@ fn init_logging() {
 }
 
 async fn open_store(config: &Config) -> anyhow::Result<Store> {
-    let store = Store::connect(&config.database_url)
+    let store = Store::connect_with(&config.database_url, config.database_max_connections)
         .await
         .with_context(|| format!("cannot open the database {}", config.database_for_display()))?;
     store
