@@ -220,6 +220,19 @@ conformance!(
     email_choices_are_read_for_many_users_at_once,
 );
 
+/// The titles of the referrals a filter lists, in alphabetical order.
+async fn sorted_titles(store: &Store, filter: &ReferralFilter) -> Vec<String> {
+    let mut titles: Vec<String> = store
+        .list_referrals(filter)
+        .await
+        .expect("search")
+        .into_iter()
+        .map(|r| r.title)
+        .collect();
+    titles.sort();
+    titles
+}
+
 async fn full_text_search_finds_words_stems_parties_and_references(store: Store) {
     let w = world(store).await;
     let now = Utc::now();
@@ -252,14 +265,7 @@ async fn full_text_search_finds_words_stems_parties_and_references(store: Store)
             ..Default::default()
         };
         async move {
-            let mut titles: Vec<String> = store
-                .list_referrals(&filter)
-                .await
-                .expect("search")
-                .into_iter()
-                .map(|r| r.title)
-                .collect();
-            titles.sort();
+            let titles = sorted_titles(&store, &filter).await;
             let count = store.count_matching(&filter).await.expect("count");
             assert_eq!(count as usize, titles.len(), "count of {text:?}");
             titles
@@ -1113,16 +1119,7 @@ async fn reference_numbers_follow_each_other_and_a_lost_race_burns_none(store: S
             limit: 50,
             ..Default::default()
         };
-        let mut titles: Vec<String> = w
-            .store
-            .list_referrals(&filter)
-            .await
-            .expect("search")
-            .into_iter()
-            .map(|r| r.title)
-            .collect();
-        titles.sort();
-        assert_eq!(titles, found, "{query}");
+        assert_eq!(sorted_titles(&w.store, &filter).await, found, "{query}");
     }
 }
 
