@@ -576,7 +576,8 @@ impl Store {
                 return Ok(false);
             }
             write_children!(tx, id, content, true);
-            // Read back: a draft returned by the parquet keeps its reference.
+            // Read back, not built from the content: the reference, the parquet and its number
+            // are columns of the row the content does not carry.
             crate::search::refresh_search!(tx, id, Db);
             tx.commit().await?;
             Ok::<_, sqlx::Error>(true)
