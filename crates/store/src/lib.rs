@@ -10,6 +10,7 @@ pub mod integrations;
 pub use accounts::{IdempotentResponse, SavedFilter};
 mod models;
 pub mod outbox;
+mod postgres_writes;
 mod reference;
 mod referrals;
 mod scale;

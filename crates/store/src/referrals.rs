@@ -14,7 +14,7 @@ const REFERRAL_COLUMNS: &str = "id, reference, status, kind, urgency, title, fac
     competence_reason, assigned_to, parquet_number, limitation_date, decision, judgement, status_before_complement, \
     verification_code, created_at, updated_at, submitted_at, acknowledged_at, registered_at, decided_at, receipt_signature, notice_signature";
 
-const ATTACHMENT_COLUMNS: &str =
+pub(crate) const ATTACHMENT_COLUMNS: &str =
     "id, referral_id, filename, media_type, size, sha256, kind, storage_key, uploaded_by, uploaded_at, wrapped_key";
 
 /// A referral's row, both organisations and the parquet's deadlines in one statement: every
@@ -192,14 +192,30 @@ macro_rules! write_children {
 
 /// What `write_event!` sends: the entry, the indicators' change and the read of the webhooks
 /// to notify, in one round trip. Statements in a list on SQLite (`[0]`), data-modifying CTEs
-/// on PostgreSQL (`[1]`), where the journal's entry joins them (bound as `$11`–`$13`; see
-/// `AuditPlaceholders::postgres_append_ctes`): the head, which every writer queues for, is then
-/// locked by the transaction's last statement before the commit.
+/// on PostgreSQL (`[1]`, see `postgres_entry_sql`).
 static ENTRY_SQL: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
-    const EVENT: &str = "INSERT INTO events (id, referral_id, at, type, audience, actor_id, actor_name, actor_role, actor_organisation, summary) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
-    const STATS_CHANGE: &str = "INSERT INTO stats_changes (referral_id) VALUES ($2)";
     let hooks = crate::integrations::WEBHOOKS_OF_REFERRAL;
+    [
+        format!("{ENTRY_EVENT}; {ENTRY_STATS_CHANGE}; {hooks}"),
+        postgres_entry_sql("", hooks),
+    ]
+});
+
+const ENTRY_EVENT: &str = "INSERT INTO events (id, referral_id, at, type, audience, actor_id, actor_name, actor_role, actor_organisation, summary) \
+                           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+const ENTRY_STATS_CHANGE: &str = "INSERT INTO stats_changes (referral_id) VALUES ($2)";
+
+/// A timeline entry on PostgreSQL, in one statement: after the caller's `leading` CTEs (each
+/// ending with `, `; their parameters from `$14`), the event, the indicators' change and the
+/// journal's entry (bound as `$11`–`$13`; see `AuditPlaceholders::postgres_append_ctes`), then
+/// `hooks`, the read of the webhooks to notify. The journal's head, which every writer queues
+/// for, is then locked by the transaction's last statement before the commit.
+pub(crate) fn postgres_entry_sql(leading: &str, hooks: &str) -> String {
+    format!("WITH {leading}{} {hooks}", postgres_entry_ctes())
+}
+
+/// The CTEs of `postgres_entry_sql`, from the event to the journal's head.
+fn postgres_entry_ctes() -> String {
     let audit = crate::audit::AuditPlaceholders {
         at: "$11",
         actor_id: "$6",
@@ -212,13 +228,76 @@ static ENTRY_SQL: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(||
     }
     .postgres_append_ctes();
     let move_head = crate::audit::POSTGRES_MOVE_HEAD;
-    [
-        format!("{EVENT}; {STATS_CHANGE}; {hooks}"),
-        format!(
-            "WITH entry AS ({EVENT}), change AS ({STATS_CHANGE}), {audit}, head AS ({move_head}) {hooks}"
-        ),
-    ]
+    format!(
+        "entry AS ({ENTRY_EVENT}), change AS ({ENTRY_STATS_CHANGE}), {audit}, head AS ({move_head})"
+    )
+}
+
+/// On PostgreSQL, a sending's update and its entry in one statement: the entry's CTEs (`$1`–
+/// `$13`), then the update as `changed` (its parameters from `$14`, appended by the caller
+/// with its `RETURNING` and `WEBHOOKS_OF_CHANGED`).
+static UPDATE_WITH_ENTRY_POSTGRES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH {}, changed AS (UPDATE referrals SET updated_at = ",
+        postgres_entry_ctes()
+    )
 });
+
+/// What closes `UPDATE_WITH_ENTRY_POSTGRES`: the webhooks of the referral as the update left
+/// it (a statement does not see its own CTEs' changes in the table).
+static WEBHOOKS_OF_CHANGED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        " RETURNING id, reference, status, administration_id, parquet_id) {}",
+        crate::integrations::WEBHOOKS_OF_REFERRAL.replacen(
+            "FROM referrals r ",
+            "FROM changed r ",
+            1
+        )
+    )
+});
+
+/// The thirteen parameters of a PostgreSQL timeline entry (`postgres_entry_sql`), as arguments
+/// a query builder continues from.
+macro_rules! entry_arguments {
+    ($db:ty, $id:expr, $at:expr, $actor:expr, $event:expr) => {{
+        use sqlx::Arguments as _;
+        let (id, at, actor, event): (Uuid, DateTime<Utc>, &ActorInfo, &NewEvent) =
+            ($id, $at, $actor, $event);
+        let mut arguments = <$db as sqlx::Database>::Arguments::default();
+        arguments.add(Uuid::now_v7()).map_err(sqlx::Error::Encode)?;
+        arguments.add(id).map_err(sqlx::Error::Encode)?;
+        arguments.add(at).map_err(sqlx::Error::Encode)?;
+        arguments
+            .add(event.event_type.clone())
+            .map_err(sqlx::Error::Encode)?;
+        arguments
+            .add(event.audience.clone())
+            .map_err(sqlx::Error::Encode)?;
+        arguments.add(actor.user_id).map_err(sqlx::Error::Encode)?;
+        arguments
+            .add(actor.name.clone())
+            .map_err(sqlx::Error::Encode)?;
+        arguments
+            .add(actor.role.clone())
+            .map_err(sqlx::Error::Encode)?;
+        arguments
+            .add(actor.organisation.clone())
+            .map_err(sqlx::Error::Encode)?;
+        arguments
+            .add(event.summary.clone())
+            .map_err(sqlx::Error::Encode)?;
+        arguments
+            .add(::domain::integrity::canonical_instant(at))
+            .map_err(sqlx::Error::Encode)?;
+        arguments
+            .add(format!("referral.{}", event.event_type))
+            .map_err(sqlx::Error::Encode)?;
+        arguments
+            .add(format!("referral:{id}"))
+            .map_err(sqlx::Error::Encode)?;
+        arguments
+    }};
+}
 
 /// Appends a timeline entry and its journal entry inside the current transaction.
 macro_rules! write_event {
@@ -257,25 +336,68 @@ macro_rules! write_event {
     }};
 }
 
-/// A new referral's row: without its search document (`[0]`), and with it bound as `$19`
-/// where the document lives in the row (`[1]`, see `SearchDialect::DOCUMENT_IN_ROW`).
-static INSERT_REFERRAL: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
-    const COLUMNS: &str = "id, status, kind, urgency, title, facts, administration_reference, facts_started_on, \
-        facts_ended_on, commune_insee, address, administration_id, author_id, parquet_id, competence, competence_reason, \
-        limitation_date, created_at, updated_at";
-    const VALUES: &str =
-        "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18";
-    [
-        format!("INSERT INTO referrals ({COLUMNS}) VALUES ({VALUES})"),
-        format!(
-            "INSERT INTO referrals ({COLUMNS}, search_vector) VALUES ({VALUES}, to_tsvector('french', $19))"
-        ),
-    ]
+/// The columns a new referral is given from its content, after its id (`create_referral`).
+pub(crate) const REFERRAL_CREATED_COLUMNS: [&str; 16] = [
+    "status",
+    "kind",
+    "urgency",
+    "title",
+    "facts",
+    "administration_reference",
+    "facts_started_on",
+    "facts_ended_on",
+    "commune_insee",
+    "address",
+    "administration_id",
+    "author_id",
+    "parquet_id",
+    "competence",
+    "competence_reason",
+    "limitation_date",
+];
+
+/// A new referral's row on SQLite, whose search document is written apart: its id, the
+/// content's columns, then its creation instant (`$18`). PostgreSQL writes the row with its
+/// children and entry in one statement (`postgres_writes`).
+static INSERT_REFERRAL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let columns = REFERRAL_CREATED_COLUMNS.join(", ");
+    let created_at = 2 + REFERRAL_CREATED_COLUMNS.len();
+    let values = (2..created_at)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "INSERT INTO referrals (id, {columns}, created_at, updated_at) \
+         VALUES ($1, {values}, ${created_at}, ${created_at})"
+    )
 });
 
-/// Allocates the next human reference number of a year (bound as `$1`), on both backends.
+/// Allocates the next human reference number of a year (bound as `$1`) on SQLite.
 const NEXT_REFERENCE_NUMBER: &str = "INSERT INTO reference_counters (year, last_value) VALUES ($1, 1) \
      ON CONFLICT (year) DO UPDATE SET last_value = reference_counters.last_value + 1 RETURNING last_value";
+
+/// On PostgreSQL, a sending's `LOCKED_DOCUMENT_SOURCES` (`$1`, `$2`) and the next reference
+/// number of the year `$3`, in one statement: the counter is incremented only when the
+/// referral was found in its status and locked (so a lost race still takes no number).
+static LOCKED_SOURCES_AND_NUMBER_POSTGRES: std::sync::LazyLock<String> = std::sync::LazyLock::new(
+    || {
+        let sources = <sqlx::Postgres as crate::search::SearchDialect>::LOCKED_DOCUMENT_SOURCES;
+        format!(
+            "WITH sources AS ({sources}), \
+             number AS (INSERT INTO reference_counters (year, last_value) SELECT $3, 1 FROM sources \
+             ON CONFLICT (year) DO UPDATE SET last_value = reference_counters.last_value + 1 RETURNING last_value) \
+             SELECT sources.*, number.last_value AS number FROM sources, number"
+        )
+    },
+);
+
+/// A row of `LOCKED_SOURCES_AND_NUMBER_POSTGRES`.
+#[derive(sqlx::FromRow)]
+struct NumberedSources {
+    #[sqlx(flatten)]
+    sources: crate::search::SearchSources,
+    number: i64,
+}
 
 /// The change a write applies: given whole, or built from the reference number it allocates.
 enum Change<'a, F> {
@@ -498,10 +620,25 @@ impl Store {
         event: &NewEvent,
     ) -> StoreResult<()> {
         let document = crate::search::SearchSources::of_new(content, administration_id).document();
+        if let crate::Writer::Postgres(pool) = &self.writer {
+            return Ok(crate::postgres_writes::create_referral(
+                pool,
+                id,
+                administration_id,
+                author_id,
+                status,
+                content,
+                document,
+                now,
+                actor,
+                event,
+            )
+            .await?);
+        }
         on_batched_writer!(self, |conn, Db| {
             let mut tx = conn.begin().await?;
-            let in_row = <Db as crate::search::SearchDialect>::DOCUMENT_IN_ROW;
-            let insert = sqlx::query(&INSERT_REFERRAL[usize::from(in_row)])
+            // The content's columns in the order of REFERRAL_CREATED_COLUMNS.
+            sqlx::query(&INSERT_REFERRAL)
                 .bind(id)
                 .bind(status)
                 .bind(&content.kind)
@@ -519,20 +656,11 @@ impl Store {
                 .bind(&content.competence)
                 .bind(&content.competence_reason)
                 .bind(content.limitation_date)
-                .bind(now);
-            // The search document goes with the row where it lives in it, else just after.
-            let document_apart = if in_row {
-                insert.bind(&document).execute(&mut *tx).await?;
-                None
-            } else {
-                insert.execute(&mut *tx).await?;
-                Some(&document)
-            };
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
             write_children!(tx, id, content, false);
-            if let Some(document) = document_apart {
-                <Db as crate::search::SearchDialect>::write_document(&mut *tx, id, document)
-                    .await?;
-            }
+            <Db as crate::search::SearchDialect>::write_document(&mut *tx, id, &document).await?;
             write_event!(tx, id, now, actor, event);
             tx.commit().await?;
             Ok::<_, sqlx::Error>(())
@@ -869,26 +997,55 @@ impl Store {
                     // the commit: whatever does not need the number comes before it. The
                     // referral is locked and checked first (a lost race takes no number), and
                     // its search sources read, so that its document is written with the update.
-                    let Some(before) = sqlx::query_as::<_, crate::search::SearchSources>(
-                        <Db as crate::search::SearchDialect>::LOCKED_DOCUMENT_SOURCES,
-                    )
-                    .bind(id)
-                    .bind(expected_status)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    else {
-                        return Ok(false);
-                    };
-                    sources = Some(before);
-                    let number: i64 = sqlx::query_scalar(NEXT_REFERENCE_NUMBER)
+                    let number = if crate::is_postgres::<Db>() {
+                        // Both in one statement: the counter is taken only if the referral is.
+                        let Some(locked) = sqlx::query_as::<_, NumberedSources>(
+                            &LOCKED_SOURCES_AND_NUMBER_POSTGRES,
+                        )
+                        .bind(id)
+                        .bind(expected_status)
                         .bind(i64::from(year))
-                        .fetch_one(&mut *tx)
-                        .await?;
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        else {
+                            return Ok(false);
+                        };
+                        sources = Some(locked.sources);
+                        locked.number
+                    } else {
+                        let Some(before) = sqlx::query_as::<_, crate::search::SearchSources>(
+                            <Db as crate::search::SearchDialect>::LOCKED_DOCUMENT_SOURCES,
+                        )
+                        .bind(id)
+                        .bind(expected_status)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        else {
+                            return Ok(false);
+                        };
+                        sources = Some(before);
+                        sqlx::query_scalar(NEXT_REFERENCE_NUMBER)
+                            .bind(i64::from(year))
+                            .fetch_one(&mut *tx)
+                            .await?
+                    };
                     numbered = sending(number);
                     (&numbered.0, &numbered.1)
                 }
             };
-            let mut q = sqlx::QueryBuilder::<Db>::new("UPDATE referrals SET updated_at = ");
+            // On PostgreSQL a sending's update goes with its entry, in one statement: its row
+            // is locked and was found in its status (`LOCKED_SOURCES_AND_NUMBER_POSTGRES`), so
+            // the update cannot miss. Its outbox comes first, as below.
+            let with_entry = crate::is_postgres::<Db>() && sources.is_some();
+            let mut q = if with_entry {
+                crate::outbox::write_outbox!(tx, &update.outbox, now);
+                sqlx::QueryBuilder::<Db>::with_arguments(
+                    UPDATE_WITH_ENTRY_POSTGRES.as_str(),
+                    entry_arguments!(Db, id, now, actor, event),
+                )
+            } else {
+                sqlx::QueryBuilder::<Db>::new("UPDATE referrals SET updated_at = ")
+            };
             q.push_bind(now);
             macro_rules! set {
                 ($column:literal, $value:expr) => {
@@ -937,6 +1094,17 @@ impl Store {
             }
             q.push(" AND status = ")
                 .push_bind(expected_status.to_string());
+            if with_entry {
+                q.push(WEBHOOKS_OF_CHANGED.as_str());
+                let hooks: Vec<crate::integrations::WebhookOfReferral> = q
+                    .build_query_as()
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(|e| StoreError::from_write(e, "ce numéro parquet"))?;
+                crate::integrations::enqueue_webhooks!(tx, hooks, id, now, event);
+                tx.commit().await?;
+                return Ok(true);
+            }
             let result = q
                 .build()
                 .execute(&mut *tx)
@@ -972,6 +1140,11 @@ impl Store {
         actor: &ActorInfo,
         event: &NewEvent,
     ) -> StoreResult<()> {
+        if let (crate::Writer::Postgres(pool), false) = (&self.writer, attachment.kind == "draft") {
+            return Ok(
+                crate::postgres_writes::add_attachment(pool, attachment, actor, event).await?,
+            );
+        }
         let sql = format!("INSERT INTO attachments ({ATTACHMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)");
         on_batched_writer!(self, |conn| {
             let mut tx = conn.begin().await?;

@@ -134,10 +134,6 @@ pub(crate) trait SearchDialect: sqlx::Database + Sized {
     /// written apart (SQLite's FTS5 table, `write_document`).
     fn push_document(q: &mut QueryBuilder<'_, Self>, document: String) -> Option<String>;
 
-    /// Whether the search document lives in the referral's row (PostgreSQL's `search_vector`),
-    /// and so is written with it.
-    const DOCUMENT_IN_ROW: bool;
-
     /// Replaces the indexed document of a referral.
     async fn write_document(
         conn: &mut <Self as sqlx::Database>::Connection,
@@ -194,7 +190,6 @@ impl SearchDialect for sqlx::Sqlite {
     const DOCUMENT_SOURCES: &'static str = document_sources!("group_concat", "");
     const LOCKED_DOCUMENT_SOURCES: &'static str =
         document_sources!("group_concat", " AND status = $2");
-    const DOCUMENT_IN_ROW: bool = false;
 
     fn push_document(_q: &mut QueryBuilder<'_, Self>, document: String) -> Option<String> {
         Some(document)
@@ -252,7 +247,6 @@ impl SearchDialect for sqlx::Postgres {
     // rows that refer to the referral (a message, a document).
     const LOCKED_DOCUMENT_SOURCES: &'static str =
         document_sources!("string_agg", " AND status = $2 FOR NO KEY UPDATE");
-    const DOCUMENT_IN_ROW: bool = true;
 
     fn push_document(q: &mut QueryBuilder<'_, Self>, document: String) -> Option<String> {
         q.push(", search_vector = to_tsvector('french', ")

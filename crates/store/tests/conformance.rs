@@ -1887,22 +1887,19 @@ async fn webhooks_are_queued_with_each_entry_for_those_who_may_see_it(store: Sto
     // A draft is the sender's alone.
     assert_eq!(deliveries(&administration_hook).await, ["referral.created"]);
     assert!(deliveries(&parquet_hook).await.is_empty());
-    let submit = ReferralUpdate {
-        status: Some("submitted".into()),
-        reference: Some("IP-2026-000042".into()),
-        submitted_at: Some(now),
-        ..Default::default()
-    };
+    // Sent as the service sends: numbered, the update and its entry in one statement on
+    // PostgreSQL, where the parquet's webhook must see the referral as sent.
     assert!(w
         .store
-        .apply_update(
-            id,
-            "draft",
-            &submit,
-            now,
-            &actor(&w.agent),
-            &event("submitted")
-        )
+        .apply_numbered_update(id, "draft", 2026, now, &actor(&w.agent), |number| {
+            let submit = ReferralUpdate {
+                status: Some("submitted".into()),
+                reference: Some(format!("IP-2026-{number:06}")),
+                submitted_at: Some(now),
+                ..Default::default()
+            };
+            (submit, event("submitted"))
+        })
         .await
         .expect("submit"));
     // Newest first.
@@ -1911,6 +1908,32 @@ async fn webhooks_are_queued_with_each_entry_for_those_who_may_see_it(store: Sto
         ["referral.submitted", "referral.created"]
     );
     assert_eq!(deliveries(&parquet_hook).await, ["referral.submitted"]);
+    // A document's entry, written with the document (in one statement on PostgreSQL).
+    let document = Attachment {
+        id: Uuid::now_v7(),
+        referral_id: id,
+        filename: "complement.pdf".into(),
+        media_type: "application/pdf".into(),
+        size: 10,
+        sha256: "cd".repeat(32),
+        kind: "complement".into(),
+        storage_key: "cd/cd/x".into(),
+        uploaded_by: w.agent.id,
+        uploaded_at: now,
+        wrapped_key: None,
+    };
+    w.store
+        .add_attachment(&document, &actor(&w.agent), &event("attachment_added"))
+        .await
+        .expect("document");
+    assert_eq!(
+        deliveries(&administration_hook).await,
+        [
+            "referral.attachment_added",
+            "referral.submitted",
+            "referral.created"
+        ]
+    );
     // An entry for the sender only, and one the parquet's webhook does not want.
     let for_sender = NewEvent {
         audience: "sender".into(),
@@ -1939,6 +1962,7 @@ async fn webhooks_are_queued_with_each_entry_for_those_who_may_see_it(store: Sto
         [
             "referral.assigned",
             "referral.noted",
+            "referral.attachment_added",
             "referral.submitted",
             "referral.created"
         ]
@@ -1952,7 +1976,7 @@ async fn webhooks_are_queued_with_each_entry_for_those_who_may_see_it(store: Sto
         .audit_entries_for(&format!("referral:{id}"))
         .await
         .expect("journal");
-    assert_eq!(journaled.len(), 4);
+    assert_eq!(journaled.len(), 5);
     assert_eq!(
         w.store.verify_audit_chain().await.expect("verify"),
         Ok(journaled.last().expect("last").seq as u64)
