@@ -56,6 +56,22 @@ pub struct ParquetRef {
     pub competence: String,
 }
 
+/// A commune that exists, and the parquet competent for it when the competences say.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KnownCommune {
+    pub name: String,
+    pub competent: Option<ParquetRef>,
+    /// The same parquet as a referral shows it.
+    pub parquet: Option<ReferralParquet>,
+}
+
+/// A parquet as a referral shows it (`Referral::parquet`, `Referral::deadline_policy`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReferralParquet {
+    pub organisation: Organisation,
+    pub deadline_policy: domain::calendar::DeadlinePolicy,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CommuneHit {
     pub insee: String,

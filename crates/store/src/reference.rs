@@ -3,10 +3,10 @@
 //! importers take the Ministry's official files, in whatever encoding they come.
 
 use crate::{
-    on_pool, on_writer, CommuneHit, DismissalReason, Offence, Organisation, ParquetRef, Store,
-    StoreError, StoreResult,
+    on_pool, on_writer, CommuneHit, DismissalReason, KnownCommune, Offence, Organisation,
+    ParquetRef, ReferralParquet, Store, StoreError, StoreResult,
 };
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use domain::competence::{derive_competences, CommuneGeo, Competence, CourtSeat};
 use domain::text::search_key;
 use domain::InseeCode;
@@ -589,6 +589,48 @@ impl Store {
         }))
     }
 
+    /// A commune that exists, with its competent parquet if known: what checking a place and
+    /// proposing its parquet need, in one statement.
+    pub async fn known_commune(&self, insee: &str) -> StoreResult<Option<KnownCommune>> {
+        let sql = format!(
+            "SELECT c.name AS commune_name, k.source, {PARQUET_OF_REFERRAL} FROM communes c \
+             LEFT JOIN competences k ON k.insee = c.insee LEFT JOIN organisations o ON o.id = k.parquet_id \
+             LEFT JOIN parquet_settings s ON s.parquet_id = o.id WHERE c.insee = $1"
+        );
+        let row: Option<KnownCommuneRow> = on_pool!(self, |pool| sqlx::query_as(&sql)
+            .bind(insee)
+            .fetch_optional(pool)
+            .await)?;
+        Ok(row.map(|row| {
+            let parquet = row.parquet.into_parquet();
+            KnownCommune {
+                name: row.commune_name,
+                competent: match (&parquet, row.source) {
+                    (Some(parquet), Some(competence)) => Some(ParquetRef {
+                        id: parquet.organisation.id,
+                        name: parquet.organisation.name.clone(),
+                        competence,
+                    }),
+                    _ => None,
+                },
+                parquet,
+            }
+        }))
+    }
+
+    /// A parquet as a referral shows it; `None` when `id` is no parquet.
+    pub async fn referral_parquet(&self, id: Uuid) -> StoreResult<Option<ReferralParquet>> {
+        let sql = format!(
+            "SELECT {PARQUET_OF_REFERRAL} FROM organisations o \
+             LEFT JOIN parquet_settings s ON s.parquet_id = o.id WHERE o.id = $1 AND o.kind = 'parquet'"
+        );
+        let row: Option<ParquetRow> = on_pool!(self, |pool| sqlx::query_as(&sql)
+            .bind(id)
+            .fetch_optional(pool)
+            .await)?;
+        Ok(row.and_then(ParquetRow::into_parquet))
+    }
+
     pub async fn commune_name(&self, insee: &str) -> StoreResult<Option<String>> {
         Ok(on_pool!(self, |pool| sqlx::query_scalar(
             "SELECT name FROM communes WHERE insee = $1"
@@ -655,6 +697,66 @@ impl Store {
         .fetch_all(pool)
         .await)?)
     }
+}
+
+/// A parquet's organisation (`o`) and its settings' deadlines (`s`, outer-joined), as
+/// `ParquetRow` reads them.
+const PARQUET_OF_REFERRAL: &str = "o.id, o.kind, o.name, o.siret, o.court_code, o.departement, \
+     o.requires_validation, o.created_at, s.immediate_acknowledge_minutes, s.urgent_acknowledge_hours, \
+     s.normal_register_working_days";
+
+/// `PARQUET_OF_REFERRAL`, every column nullable (an outer join may find no parquet).
+#[derive(sqlx::FromRow)]
+struct ParquetRow {
+    id: Option<Uuid>,
+    kind: Option<String>,
+    name: Option<String>,
+    siret: Option<String>,
+    court_code: Option<String>,
+    departement: Option<String>,
+    requires_validation: Option<bool>,
+    created_at: Option<DateTime<Utc>>,
+    immediate_acknowledge_minutes: Option<i64>,
+    urgent_acknowledge_hours: Option<i64>,
+    normal_register_working_days: Option<i64>,
+}
+
+impl ParquetRow {
+    /// The parquet with its deadlines as `Store::referral` gives them.
+    fn into_parquet(self) -> Option<ReferralParquet> {
+        let (Some(id), Some(kind), Some(name), Some(created_at)) =
+            (self.id, self.kind, self.name, self.created_at)
+        else {
+            return None;
+        };
+        Some(ReferralParquet {
+            organisation: Organisation {
+                id,
+                kind,
+                name,
+                siret: self.siret,
+                court_code: self.court_code,
+                departement: self.departement,
+                requires_validation: self.requires_validation.unwrap_or(false),
+                created_at,
+            },
+            deadline_policy: crate::ParquetSettings::joined(
+                self.immediate_acknowledge_minutes,
+                self.urgent_acknowledge_hours,
+                self.normal_register_working_days,
+            )
+            .deadline_policy(),
+        })
+    }
+}
+
+/// A row of `Store::known_commune`.
+#[derive(sqlx::FromRow)]
+struct KnownCommuneRow {
+    commune_name: String,
+    source: Option<String>,
+    #[sqlx(flatten)]
+    parquet: ParquetRow,
 }
 
 /// Why an import failed: the file (the operator must fix it) or the database.

@@ -485,6 +485,34 @@ async fn competence_import_refuses_shifted_files_and_accepts_good_ones(store: St
             .map(|p| p.competence),
         Some("official".into())
     );
+    let lille = store
+        .known_commune("59009")
+        .await
+        .expect("commune")
+        .expect("known");
+    assert_eq!(
+        lille.competent,
+        store.competence_of("59009").await.expect("competence")
+    );
+    let competent = lille.competent.as_ref().expect("competent");
+    assert!(!lille.name.is_empty());
+    assert_eq!(store.known_commune("99999").await.expect("commune"), None);
+    // The parquet as a referral shows it, with its deadlines (the defaults here).
+    let parquet = store
+        .referral_parquet(competent.id)
+        .await
+        .expect("parquet")
+        .expect("a parquet");
+    assert_eq!(lille.parquet.as_ref(), Some(&parquet));
+    assert_eq!(parquet.organisation.name, competent.name);
+    assert_eq!(
+        parquet.deadline_policy,
+        store::ParquetSettings::default().deadline_policy()
+    );
+    assert_eq!(
+        store.referral_parquet(Uuid::now_v7()).await.expect("none"),
+        None
+    );
 }
 
 async fn users_tokens_and_sessions(store: Store) {

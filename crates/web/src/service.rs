@@ -17,7 +17,8 @@ use domain::{
 use rand::Rng;
 use serde::{Deserialize, Deserializer};
 use store::{
-    Decision, Judgement, Message, NewEvent, Party, Referral, ReferralContent, ReferralUpdate,
+    Decision, Judgement, KnownCommune, Message, NewEvent, Party, Referral, ReferralContent,
+    ReferralParquet, ReferralUpdate,
 };
 use uuid::Uuid;
 
@@ -69,6 +70,13 @@ fn non_empty(value: Option<String>) -> Option<String> {
     value
         .map(|v| v.trim().to_string())
         .filter(|v| !v.is_empty())
+}
+
+/// What `merge` gives: the content, and its parquet as a referral shows it when it was read
+/// along the way.
+struct Merged {
+    content: ReferralContent,
+    parquet: Option<ReferralParquet>,
 }
 
 pub struct ReferralService<'a> {
@@ -311,7 +319,7 @@ impl<'a> ReferralService<'a> {
         &self,
         mut content: ReferralContent,
         input: ReferralInput,
-    ) -> Result<ReferralContent, AppError> {
+    ) -> Result<Merged, AppError> {
         let mut errors: Vec<FieldError> = Vec::new();
         if let Some(kind) = input.kind {
             match Kind::parse(&kind) {
@@ -383,6 +391,8 @@ impl<'a> ReferralService<'a> {
             ));
         }
         let mut place_changed = false;
+        // The commune checked, with its competent parquet: read together.
+        let mut checked: Option<(String, KnownCommune)> = None;
         if let Some(place) = input.place {
             place_changed = true;
             match place {
@@ -395,22 +405,20 @@ impl<'a> ReferralService<'a> {
                     content.commune_insee = match non_empty(place.commune_insee) {
                         None => None,
                         Some(code) => match code.parse::<InseeCode>() {
-                            Ok(code)
-                                if self
-                                    .state
-                                    .store
-                                    .commune_name(code.as_str())
-                                    .await?
-                                    .is_some() =>
-                            {
-                                Some(code.to_string())
-                            }
-                            Ok(_) => {
-                                errors.push(FieldError::new(
-                                    "place.commune_insee",
-                                    "Aucune commune ne porte ce code INSEE.",
-                                ));
-                                None
+                            Ok(code) => {
+                                match self.state.store.known_commune(code.as_str()).await? {
+                                    Some(commune) => {
+                                        checked = Some((code.to_string(), commune));
+                                        Some(code.to_string())
+                                    }
+                                    None => {
+                                        errors.push(FieldError::new(
+                                            "place.commune_insee",
+                                            "Aucune commune ne porte ce code INSEE.",
+                                        ));
+                                        None
+                                    }
+                                }
                             }
                             Err(e) => {
                                 errors.push(FieldError::new(
@@ -451,19 +459,22 @@ impl<'a> ReferralService<'a> {
         }
 
         // The competent parquet: proposed from the commune, or chosen with a reason.
-        let proposed = match &content.commune_insee {
-            Some(insee) => self.state.store.competence_of(insee).await?,
-            None => None,
+        // The parquets read on the way, as a referral shows them (see `create_draft`).
+        let mut parquets_read: Vec<ReferralParquet> = Vec::new();
+        let proposed = match (&content.commune_insee, checked) {
+            (Some(insee), Some((checked, commune))) if *insee == checked => {
+                parquets_read.extend(commune.parquet);
+                commune.competent
+            }
+            (Some(insee), _) => self.state.store.competence_of(insee).await?,
+            (None, _) => None,
         };
         match input.parquet_id {
             Some(Some(chosen)) => {
-                let parquet = self
-                    .state
-                    .store
-                    .organisation(chosen)
-                    .await?
-                    .filter(|o| o.kind == "parquet");
-                if parquet.is_none() {
+                let parquet = self.state.store.referral_parquet(chosen).await?;
+                let unknown = parquet.is_none();
+                parquets_read.extend(parquet);
+                if unknown {
                     errors.push(FieldError::new("parquet_id", "Parquet inconnu."));
                 } else if proposed.as_ref().is_some_and(|p| p.id == chosen) {
                     content.parquet_id = Some(chosen);
@@ -512,7 +523,10 @@ impl<'a> ReferralService<'a> {
         );
 
         if errors.is_empty() {
-            Ok(content)
+            let parquet = parquets_read
+                .into_iter()
+                .find(|p| Some(p.organisation.id) == content.parquet_id);
+            Ok(Merged { content, parquet })
         } else {
             Err(AppError::Invalid(errors))
         }
@@ -529,8 +543,9 @@ impl<'a> ReferralService<'a> {
             urgency: Urgency::Normal.as_str().into(),
             ..Default::default()
         };
-        let content = self.merge(initial, input).await?;
+        let Merged { content, parquet } = self.merge(initial, input).await?;
         let id = Uuid::now_v7();
+        let now = self.state.now();
         self.state
             .store
             .create_referral(
@@ -539,18 +554,83 @@ impl<'a> ReferralService<'a> {
                 self.user.user.id,
                 Status::Draft.as_str(),
                 &content,
-                self.state.now(),
+                now,
                 &self.user.actor_info(),
                 &event("created", Audience::Sender, "Brouillon créé"),
             )
             .await?;
-        self.load(id).await
+        // Answered as built rather than read back (one statement fewer per creation), when
+        // the parquet was read while checking the content; a test compares it with the
+        // stored referral.
+        match (content.parquet_id, parquet) {
+            (Some(_), None) => self.load(id).await,
+            (_, parquet) => Ok(self.new_draft(id, content, parquet, now)),
+        }
+    }
+
+    /// The draft `create_draft` just stored, as `Store::referral` reads it.
+    fn new_draft(
+        &self,
+        id: Uuid,
+        content: ReferralContent,
+        parquet: Option<ReferralParquet>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Referral {
+        let mut offence_codes = content.offence_codes;
+        offence_codes.sort_unstable();
+        offence_codes.dedup();
+        let (parquet, deadline_policy) = match parquet {
+            Some(p) => (Some(p.organisation), p.deadline_policy),
+            None => (None, domain::calendar::DeadlinePolicy::default()),
+        };
+        Referral {
+            row: store::ReferralRow {
+                id,
+                reference: None,
+                status: Status::Draft.as_str().into(),
+                kind: content.kind,
+                urgency: content.urgency,
+                title: content.title,
+                facts: content.facts,
+                administration_reference: content.administration_reference,
+                facts_started_on: content.facts_started_on,
+                facts_ended_on: content.facts_ended_on,
+                commune_insee: content.commune_insee,
+                address: content.address,
+                administration_id: self.user.organisation.id,
+                author_id: self.user.user.id,
+                parquet_id: content.parquet_id,
+                competence: content.competence,
+                competence_reason: content.competence_reason,
+                assigned_to: None,
+                parquet_number: None,
+                limitation_date: content.limitation_date,
+                decision: None,
+                judgement: None,
+                status_before_complement: None,
+                verification_code: None,
+                created_at: now,
+                updated_at: now,
+                submitted_at: None,
+                acknowledged_at: None,
+                registered_at: None,
+                decided_at: None,
+                receipt_signature: None,
+                notice_signature: None,
+            },
+            administration: self.user.organisation.clone(),
+            parquet,
+            offence_codes,
+            parties: content.parties,
+            attachments: Vec::new(),
+            deadline_policy,
+        }
     }
 
     pub async fn update_draft(&self, id: Uuid, input: ReferralInput) -> Result<Referral, AppError> {
         let referral = self.load(id).await?;
         self.check(&referral, Action::Edit)?;
-        let content = self.merge(content_of(&referral), input).await?;
+        let content = self.merge(content_of(&referral), input).await?.content;
         if !self
             .state
             .store

@@ -239,11 +239,11 @@ impl DraftPage {
             return Ok(page);
         };
         if let Some(insee) = &referral.row.commune_insee {
-            page.commune_label = format!(
-                "{} ({insee})",
-                state.store.commune_name(insee).await?.unwrap_or_default()
-            );
-            page.proposed_parquet = state.store.competence_of(insee).await?.map(|p| {
+            let commune = state.store.known_commune(insee).await?;
+            let (name, competent) =
+                commune.map_or((String::new(), None), |c| (c.name, c.competent));
+            page.commune_label = format!("{name} ({insee})");
+            page.proposed_parquet = competent.map(|p| {
                 let competence = domain::competence::Competence::parse(&p.competence)
                     .map(|c| c.label_fr())
                     .unwrap_or("");

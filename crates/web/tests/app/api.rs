@@ -62,6 +62,54 @@ async fn a_sent_referral_is_answered_as_stored() {
     assert_eq!(sent, stored);
 }
 
+/// A creation answers with the draft as it built it, without reading it back: it must be the
+/// stored draft, field by field, whether its parquet was proposed from the place (with
+/// deadlines of its own), chosen, or not known yet.
+#[tokio::test]
+async fn a_created_draft_is_answered_as_stored() {
+    let app = TestApp::spawn().await;
+    let agent = app.user(&app.administration, "agent").await;
+    app.store
+        .set_parquet_settings(
+            app.blois.id,
+            &store::ParquetSettings {
+                immediate_acknowledge_minutes: 15,
+                urgent_acknowledge_hours: 6,
+                normal_register_working_days: 4,
+                escalation_interval_minutes: 20,
+            },
+        )
+        .await
+        .expect("settings");
+    let current = web::auth::CurrentUser {
+        user: agent.user.clone(),
+        organisation: app.administration.clone(),
+        role: domain::Role::Agent,
+    };
+    let service = web::service::ReferralService::new(&app.state, &current);
+    let party = json!({"role": "suspect", "kind": "person", "last_name": "Dupont",
+        "first_names": "Jean", "birth_date": "1970-01-02"});
+    let inputs = [
+        json!({"title": "Proposé", "facts": "Faits.", "facts_ended_on": "2026-03-03",
+            "place": {"commune_insee": "41018", "address": "1 place de la Halle"},
+            "offence_codes": [7151, 23, 7151], "parties": [party]}),
+        json!({"title": "Choisi", "place": {"commune_insee": "41018"},
+            "parquet_id": app.lille.id, "competence_reason": "Siège de l'entreprise"}),
+        json!({"title": "Sans lieu", "urgency": "urgent"}),
+    ];
+    for input in inputs {
+        let input = serde_json::from_value(input).expect("input");
+        let created = service.create_draft(input).await.expect("created");
+        let stored = app
+            .store
+            .referral(created.row.id)
+            .await
+            .expect("read")
+            .expect("exists");
+        assert_eq!(created, stored, "{}", created.row.title);
+    }
+}
+
 #[tokio::test]
 async fn missing_or_wrong_tokens_get_problem_json_401() {
     let app = TestApp::spawn().await;
