@@ -635,6 +635,7 @@ impl Store {
             )
             .await?);
         }
+        // SQLite from here (PostgreSQL returned above): a statement each, on its writer.
         on_batched_writer!(self, |conn, Db| {
             let mut tx = conn.begin().await?;
             // The content's columns in the order of REFERRAL_CREATED_COLUMNS.
