@@ -1,12 +1,20 @@
-//! Group commit for the SQLite writer: when writers queue for the one connection, their
-//! transactions share one SQLite transaction and one commit.
+//! Group commit for the writer connection: when writers queue for the one connection, their
+//! transactions share one database transaction and one commit. SQLite has one writer anyway;
+//! on PostgreSQL the requests' writes (`on_batched_writer!`) go through one connection of
+//! their own the same way, where they used to take turns on row locks.
 //!
-//! Every commit appends each page the transaction changed to the write-ahead log, fsyncs it, and
-//! later copies those pages into the database file. A submission makes three transactions, and
-//! at 1.2 million referrals they wrote 84.5 pages per submission, most of them the same few: the
-//! file header, the journal's head and last page, the last pages of the events and of each
-//! index. Read from the log of 300 submissions, eight transactions per commit would have
-//! written 28.6 pages per submission, and sixteen 18.9 (BENCHMARKS.md).
+//! Why on PostgreSQL: every write appends to the journal, whose head each transaction holds
+//! from its entry to the end of its commit, so commits followed each other, each waiting for
+//! its own WAL sync (3.1 syncs per submission, 0.63 ms each, on the benchmark machine), and
+//! 16 backends woke each other in turn. Sharing commits cut PostgreSQL's CPU per submission
+//! by a fifth to a third (BENCHMARKS.md, fourteenth session).
+//!
+//! On SQLite, every commit appends each page the transaction changed to the write-ahead log,
+//! fsyncs it, and later copies those pages into the database file. A submission makes three
+//! transactions, and at 1.2 million referrals they wrote 84.5 pages per submission, most of
+//! them the same few: the file header, the journal's head and last page, the last pages of the
+//! events and of each index. Read from the log of 300 submissions, eight transactions per
+//! commit would have written 28.6 pages per submission, and sixteen 18.9 (BENCHMARKS.md).
 //!
 //! How a batch runs:
 //! - The first writer to take the connection begins the batch's transaction. Each writer's own
@@ -19,9 +27,11 @@
 //!   fails every writer of the batch: none of them gave a receipt for anything lost.
 //!
 //! With a single writer nobody is queued, and each transaction commits at once, as before.
+//!
+//! On PostgreSQL a statement that fails aborts the whole transaction unless it ran inside a
+//! savepoint: every batched body therefore opens its own (`conn.begin()`), as every one does.
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteTransactionManager};
-use sqlx::TransactionManager;
+use sqlx::{ConnectOptions, Connection, Database, TransactionManager};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::{watch, Mutex, MutexGuard};
@@ -40,11 +50,10 @@ const TURN_TIMEOUT: Duration = Duration::from_secs(10);
 /// What became of a batch: committed, or the reason it was not.
 type Outcome = Result<(), String>;
 
-/// The SQLite writer connection, taken in turns in arrival order, with the batch it may hold
-/// open.
+/// The writer connection, taken in turns in arrival order, with the batch it may hold open.
 #[derive(Debug)]
-pub(crate) struct GroupWriter {
-    state: Mutex<State>,
+pub(crate) struct GroupWriter<DB: Database = sqlx::Sqlite> {
+    state: Mutex<State<DB::Connection>>,
     /// Writers waiting for the connection: a writer hands its batch on only to one of them.
     queued: AtomicUsize,
     next_batch: AtomicU64,
@@ -52,15 +61,16 @@ pub(crate) struct GroupWriter {
     commits: AtomicU64,
     committed_bodies: AtomicU64,
     /// To open a fresh connection after a failed commit left the old one in doubt.
-    options: SqliteConnectOptions,
-    /// The connection thread's name, to pin a fresh connection's thread as the first one was.
-    thread_name: String,
+    options: <DB::Connection as Connection>::Options,
+    /// SQLite: the connection thread's name, to pin a fresh connection's thread as the first
+    /// one was (see `colocate`).
+    thread_name: Option<String>,
 }
 
 #[derive(Debug)]
-pub(crate) struct State {
+pub(crate) struct State<C> {
     /// `None` once closed, or after a failed commit until the next turn reconnects.
-    connection: Option<SqliteConnection>,
+    connection: Option<C>,
     closed: bool,
     batch: Option<Batch>,
     /// Set while the writer's own `BEGIN` or `COMMIT` is under way. A turn cancelled then
@@ -103,18 +113,18 @@ impl Drop for Queued<'_> {
     }
 }
 
-impl State {
-    pub(crate) fn connection(&mut self) -> Result<&mut SqliteConnection, sqlx::Error> {
+impl<C> State<C> {
+    pub(crate) fn connection(&mut self) -> Result<&mut C, sqlx::Error> {
         self.connection.as_mut().ok_or(sqlx::Error::PoolClosed)
     }
 }
 
-impl GroupWriter {
-    /// `options` must name the connection's thread `thread_name`.
+impl<DB: Database> GroupWriter<DB> {
+    /// `options` must name the connection's thread `thread_name` when there is one.
     pub(crate) fn new(
-        connection: SqliteConnection,
-        options: SqliteConnectOptions,
-        thread_name: String,
+        connection: DB::Connection,
+        options: <DB::Connection as Connection>::Options,
+        thread_name: Option<String>,
     ) -> Self {
         GroupWriter {
             state: Mutex::new(State {
@@ -133,7 +143,7 @@ impl GroupWriter {
     }
 
     /// Waits for the connection, in arrival order.
-    async fn lock(&self) -> Result<MutexGuard<'_, State>, sqlx::Error> {
+    async fn lock(&self) -> Result<MutexGuard<'_, State<DB::Connection>>, sqlx::Error> {
         let _queued = Queued::new(&self.queued);
         let mut state = tokio::time::timeout(TURN_TIMEOUT, self.state.lock())
             .await
@@ -152,8 +162,10 @@ impl GroupWriter {
             }
         }
         if state.connection.is_none() {
-            state.connection = Some(sqlx::ConnectOptions::connect(&self.options).await?);
-            crate::colocate::pin_named_thread(&self.thread_name);
+            state.connection = Some(self.options.connect().await?);
+            if let Some(thread_name) = &self.thread_name {
+                crate::colocate::pin_named_thread(thread_name);
+            }
         }
         Ok(state)
     }
@@ -161,7 +173,7 @@ impl GroupWriter {
     /// The connection for a write of its own (outside any batch): the open batch is committed
     /// first, so that the write may run statements no transaction may hold (a checkpoint, a
     /// migration).
-    pub(crate) async fn turn(&self) -> Result<MutexGuard<'_, State>, sqlx::Error> {
+    pub(crate) async fn turn(&self) -> Result<MutexGuard<'_, State<DB::Connection>>, sqlx::Error> {
         let mut state = self.lock().await?;
         if state.batch.is_some() && self.commit(&mut state).await.is_err() {
             // The batch's writers are told; this write goes on, on a fresh connection.
@@ -173,11 +185,13 @@ impl GroupWriter {
 
     /// The connection inside the open batch (begun if none is open), for a write that may share
     /// its commit. Finish with `end_body`.
-    pub(crate) async fn batched_turn(&self) -> Result<MutexGuard<'_, State>, sqlx::Error> {
+    pub(crate) async fn batched_turn(
+        &self,
+    ) -> Result<MutexGuard<'_, State<DB::Connection>>, sqlx::Error> {
         let mut state = self.lock().await?;
         if state.batch.is_none() {
             state.in_doubt = true;
-            SqliteTransactionManager::begin(state.connection()?, None).await?;
+            DB::TransactionManager::begin(state.connection()?, None).await?;
             state.in_doubt = false;
             let (outcome, _) = watch::channel(None);
             state.batch = Some(Batch {
@@ -189,8 +203,25 @@ impl GroupWriter {
         Ok(state)
     }
 
+    /// `batched_turn`, with the connection in doubt until `end_body`: a body cancelled midway
+    /// (its request dropped) may leave a statement half-answered and a savepoint the driver
+    /// no longer counts. On PostgreSQL, whose writes are not driven to completion as SQLite's
+    /// are (`colocate::drive`), the next turn then gives up the connection and fails the batch.
+    pub(crate) async fn batched_turn_until_ended(
+        &self,
+    ) -> Result<MutexGuard<'_, State<DB::Connection>>, sqlx::Error> {
+        let mut state = self.batched_turn().await?;
+        state.in_doubt = true;
+        Ok(state)
+    }
+
     /// After a body ran in the batch: hands the batch on to a queued writer, or commits it.
-    pub(crate) async fn end_body(&self, mut state: MutexGuard<'_, State>, body_ok: bool) -> Ticket {
+    pub(crate) async fn end_body(
+        &self,
+        mut state: MutexGuard<'_, State<DB::Connection>>,
+        body_ok: bool,
+    ) -> Ticket {
+        state.in_doubt = false;
         let Some(batch) = state.batch.as_mut() else {
             // Not reached: the batch was opened in this turn, and only its holder commits it.
             return Ticket::Settled(Err("no batch was open".into()));
@@ -212,10 +243,10 @@ impl GroupWriter {
     /// Commits the open batch and tells its writers. After a failure the connection is given
     /// up: whether SQLite kept or rolled back the transaction is uncertain, and the next turn
     /// opens a fresh connection.
-    async fn commit(&self, state: &mut State) -> Result<(), sqlx::Error> {
+    async fn commit(&self, state: &mut State<DB::Connection>) -> Result<(), sqlx::Error> {
         state.in_doubt = true;
         let result = match state.connection.as_mut() {
-            Some(conn) => commit_open(conn).await,
+            Some(conn) => commit_open::<DB>(conn).await,
             None => Err(sqlx::Error::PoolClosed),
         };
         state.in_doubt = false;
@@ -279,18 +310,18 @@ impl GroupWriter {
 }
 
 /// Closes the connection, which rolls back whatever it still holds open.
-async fn give_up_connection(state: &mut State) {
+async fn give_up_connection<C: Connection>(state: &mut State<C>) {
     state.in_doubt = false;
     if let Some(connection) = state.connection.take() {
-        let _ = sqlx::Connection::close(connection).await;
+        let _ = connection.close().await;
     }
 }
 
 /// Commits the batch's transaction, and first the savepoints of bodies whose rollback is still
 /// on its way to the connection's thread (the depth read here may not count it yet).
-async fn commit_open(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
-    while SqliteTransactionManager::get_transaction_depth(conn) > 0 {
-        SqliteTransactionManager::commit(conn).await?;
+async fn commit_open<DB: Database>(conn: &mut DB::Connection) -> Result<(), sqlx::Error> {
+    while DB::TransactionManager::get_transaction_depth(conn) > 0 {
+        DB::TransactionManager::commit(conn).await?;
     }
     Ok(())
 }

@@ -100,7 +100,12 @@ pub(crate) enum Writer {
     /// An in-memory SQLite database: the readers' pool (another connection would be another
     /// database).
     SqliteShared(SqlitePool),
-    Postgres(PgPool),
+    /// PostgreSQL: the pool, and one connection of its own where the requests' writes take
+    /// turns and share commits as on SQLite (`group_commit`).
+    Postgres(
+        PgPool,
+        std::sync::Arc<group_commit::GroupWriter<sqlx::Postgres>>,
+    ),
 }
 
 /// The storage of the whole platform. Cheap to clone (it holds connection pools).
@@ -109,7 +114,7 @@ pub struct Store {
     /// For reads (and, on PostgreSQL, everything).
     pub(crate) pool: Pool,
     /// For writes: on SQLite one connection taken in turns (see `Writer`); on PostgreSQL the
-    /// same pool as `pool` (row locks order writers).
+    /// same pool as `pool`, and one connection of its own for the requests' writes.
     pub(crate) writer: Writer,
     /// On SQLite, the CPU the writer connection's thread is pinned to, where write
     /// transactions are driven from (see `colocate`).
@@ -173,7 +178,7 @@ macro_rules! on_writer {
                 }
                 .await
             }
-            $crate::Writer::Postgres(pool) => {
+            $crate::Writer::Postgres(pool, _) => {
                 #[allow(dead_code)]
                 type $db = sqlx::Postgres;
                 async {
@@ -225,6 +230,11 @@ macro_rules! on_batched_writer {
                 }
                 .await
             }
+            $crate::Writer::Postgres(_, writer) => {
+                #[allow(dead_code)]
+                type $db = sqlx::Postgres;
+                $crate::on_postgres_batch!(writer, |$conn| $body)
+            }
             _ => on_writer!($store, |$conn, $db| $body).map_err($crate::StoreError::from),
         }
     };
@@ -233,6 +243,31 @@ macro_rules! on_batched_writer {
     };
 }
 pub(crate) use on_batched_writer;
+
+/// The PostgreSQL arm of `on_batched_writer!`: `$body` in the open batch of `$writer` (a
+/// `GroupWriter<Postgres>`), with `$conn` a `&mut PgConnection`. Evaluates to `StoreResult<T>`.
+macro_rules! on_postgres_batch {
+    ($writer:expr, |$conn:ident| $body:expr) => {
+        async {
+            let writer: &$crate::group_commit::GroupWriter<sqlx::Postgres> = $writer;
+            let mut state = writer.batched_turn_until_ended().await?;
+            let result = async {
+                let $conn: &mut sqlx::PgConnection = state.connection()?;
+                #[allow(unused_imports)]
+                use sqlx::Connection as _;
+                $body
+            }
+            .await;
+            let ticket = writer.end_body(state, result.is_ok()).await;
+            let settled = writer.settle(ticket).await;
+            let value = result?;
+            settled?;
+            Ok::<_, $crate::StoreError>(value)
+        }
+        .await
+    };
+}
+pub(crate) use on_postgres_batch;
 
 /// Whether the concrete database of a generic body is PostgreSQL.
 pub(crate) fn is_postgres<DB: sqlx::Database>() -> bool {
@@ -277,11 +312,13 @@ impl Store {
                         .max(1),
                 )
                 .acquire_timeout(Duration::from_secs(10))
-                .connect_with(options)
+                .connect_with(options.clone())
                 .await?;
+            let connection = sqlx::ConnectOptions::connect(&options).await?;
+            let group = group_commit::GroupWriter::new(connection, options, None);
             Ok(Store {
                 pool: Pool::Postgres(pool.clone()),
-                writer: Writer::Postgres(pool),
+                writer: Writer::Postgres(pool, std::sync::Arc::new(group)),
                 writer_cpu: None,
             })
         } else {
@@ -329,7 +366,7 @@ impl Store {
                 Writer::Sqlite(std::sync::Arc::new(group_commit::GroupWriter::new(
                     connection,
                     writer_options,
-                    thread_name,
+                    Some(thread_name),
                 )))
             };
             Ok(Store {
@@ -357,7 +394,7 @@ impl Store {
                     .await?;
             }
             Writer::SqliteShared(pool) => sqlx::migrate!("migrations/sqlite").run(pool).await?,
-            Writer::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await?,
+            Writer::Postgres(pool, _) => sqlx::migrate!("migrations/postgres").run(pool).await?,
         }
         Ok(())
     }
@@ -381,12 +418,13 @@ impl Store {
         Ok(())
     }
 
-    /// On a SQLite file, the shared commits made so far and the writes they held (see
-    /// `group_commit`); `None` elsewhere.
+    /// On a SQLite file and on PostgreSQL, the shared commits made so far and the writes they
+    /// held (see `group_commit`); `None` for an in-memory SQLite database.
     pub fn shared_commits(&self) -> Option<(u64, u64)> {
         match &self.writer {
             Writer::Sqlite(writer) => Some(writer.commit_counts()),
-            _ => None,
+            Writer::Postgres(_, writer) => Some(writer.commit_counts()),
+            Writer::SqliteShared(_) => None,
         }
     }
 
@@ -426,7 +464,10 @@ impl Store {
         match &self.writer {
             Writer::Sqlite(writer) => writer.close().await,
             Writer::SqliteShared(pool) => pool.close().await,
-            Writer::Postgres(pool) => pool.close().await,
+            Writer::Postgres(pool, group) => {
+                group.close().await;
+                pool.close().await
+            }
         }
     }
 }

@@ -105,15 +105,17 @@ fn entry_query<'q>(
         .bind(format!("referral:{referral_id}"))
 }
 
-/// Runs an entry's statement and queues its webhooks, in one transaction.
+/// Runs an entry's statement and queues its webhooks, in one transaction (a savepoint of the
+/// writer's batch, see `group_commit`).
 async fn write_with_entry(
-    pool: &sqlx::PgPool,
+    conn: &mut sqlx::PgConnection,
     query: EntryQuery<'_>,
     referral_id: Uuid,
     at: DateTime<Utc>,
     event: &NewEvent,
 ) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
+    use sqlx::Connection as _;
+    let mut tx = conn.begin().await?;
     let hooks: Vec<WebhookOfReferral> = query.fetch_all(&mut *tx).await?;
     enqueue_webhooks!(tx, hooks, referral_id, at, event);
     tx.commit().await
@@ -122,7 +124,7 @@ async fn write_with_entry(
 /// `Store::create_referral` on PostgreSQL.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn create_referral(
-    pool: &sqlx::PgPool,
+    conn: &mut sqlx::PgConnection,
     id: Uuid,
     administration_id: Uuid,
     author_id: Uuid,
@@ -169,12 +171,12 @@ pub(crate) async fn create_referral(
         .bind(column(|p| p.siren.clone()))
         .bind(column(|p| p.siret.clone()))
         .bind(column(|p| p.address.clone()));
-    write_with_entry(pool, query, id, now, event).await
+    write_with_entry(conn, query, id, now, event).await
 }
 
 /// `Store::add_attachment` on PostgreSQL, for a document the timeline records.
 pub(crate) async fn add_attachment(
-    pool: &sqlx::PgPool,
+    conn: &mut sqlx::PgConnection,
     attachment: &Attachment,
     actor: &ActorInfo,
     event: &NewEvent,
@@ -199,7 +201,7 @@ pub(crate) async fn add_attachment(
     .bind(attachment.uploaded_at)
     .bind(attachment.wrapped_key.clone());
     write_with_entry(
-        pool,
+        conn,
         query,
         attachment.referral_id,
         attachment.uploaded_at,

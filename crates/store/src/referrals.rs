@@ -620,20 +620,22 @@ impl Store {
         event: &NewEvent,
     ) -> StoreResult<()> {
         let document = crate::search::SearchSources::of_new(content, administration_id).document();
-        if let crate::Writer::Postgres(pool) = &self.writer {
-            return Ok(crate::postgres_writes::create_referral(
-                pool,
-                id,
-                administration_id,
-                author_id,
-                status,
-                content,
-                document,
-                now,
-                actor,
-                event,
-            )
-            .await?);
+        if let crate::Writer::Postgres(_, writer) = &self.writer {
+            return crate::on_postgres_batch!(writer, |conn| {
+                crate::postgres_writes::create_referral(
+                    conn,
+                    id,
+                    administration_id,
+                    author_id,
+                    status,
+                    content,
+                    document,
+                    now,
+                    actor,
+                    event,
+                )
+                .await
+            });
         }
         // SQLite from here (PostgreSQL returned above): a statement each, on its writer.
         on_batched_writer!(self, |conn, Db| {
@@ -1141,10 +1143,12 @@ impl Store {
         actor: &ActorInfo,
         event: &NewEvent,
     ) -> StoreResult<()> {
-        if let (crate::Writer::Postgres(pool), false) = (&self.writer, attachment.kind == "draft") {
-            return Ok(
-                crate::postgres_writes::add_attachment(pool, attachment, actor, event).await?,
-            );
+        if let (crate::Writer::Postgres(_, writer), false) =
+            (&self.writer, attachment.kind == "draft")
+        {
+            return crate::on_postgres_batch!(writer, |conn| {
+                crate::postgres_writes::add_attachment(conn, attachment, actor, event).await
+            });
         }
         let sql = format!("INSERT INTO attachments ({ATTACHMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)");
         on_batched_writer!(self, |conn| {

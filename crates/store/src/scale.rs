@@ -159,7 +159,7 @@ impl Store {
                 // `ANALYZE sqlite_schema` reloads the statistics on this connection.
                 "ANALYZE; DELETE FROM sqlite_stat4; ANALYZE sqlite_schema;"
             }
-            crate::Writer::Postgres(_) => "VACUUM (ANALYZE)",
+            crate::Writer::Postgres(..) => "VACUUM (ANALYZE)",
         };
         // Sent as a simple query, not prepared: VACUUM must run outside any transaction block.
         on_writer!(self, |conn| sqlx::raw_sql(sql)

@@ -88,12 +88,12 @@ impl Default for Metrics {
         );
         let (shared_commits, shared_commit_writes) = (Gauge::default(), Gauge::default());
         registry.register(
-            "sqlite_commits",
-            "Commits of the SQLite writer since the start (writes that queued share one)",
+            "writer_commits",
+            "Commits of the writer connection (SQLite, PostgreSQL) since the start; writes that queued share one",
             shared_commits.clone(),
         );
         registry.register(
-            "sqlite_committed_writes",
+            "writer_committed_writes",
             "Writes those commits held since the start",
             shared_commit_writes.clone(),
         );
