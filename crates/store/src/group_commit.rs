@@ -162,12 +162,17 @@ impl<DB: Database> GroupWriter<DB> {
             }
         }
         if state.connection.is_none() {
-            state.connection = Some(self.options.connect().await?);
-            if let Some(thread_name) = &self.thread_name {
-                crate::colocate::pin_named_thread(thread_name);
-            }
+            self.reconnect(&mut state).await?;
         }
         Ok(state)
+    }
+
+    async fn reconnect(&self, state: &mut State<DB::Connection>) -> Result<(), sqlx::Error> {
+        state.connection = Some(self.options.connect().await?);
+        if let Some(thread_name) = &self.thread_name {
+            crate::colocate::pin_named_thread(thread_name);
+        }
+        Ok(())
     }
 
     /// The connection for a write of its own (outside any batch): the open batch is committed
@@ -191,7 +196,18 @@ impl<DB: Database> GroupWriter<DB> {
         let mut state = self.lock().await?;
         if state.batch.is_none() {
             state.in_doubt = true;
-            DB::TransactionManager::begin(state.connection()?, None).await?;
+            if DB::TransactionManager::begin(state.connection()?, None)
+                .await
+                .is_err()
+            {
+                // A connection the server dropped while it was idle (PostgreSQL restarted, an
+                // idle timeout) fails its first statement: one fresh connection is tried
+                // before the write fails. Nothing was begun, so nothing is lost.
+                give_up_connection(&mut state).await;
+                self.reconnect(&mut state).await?;
+                state.in_doubt = true;
+                DB::TransactionManager::begin(state.connection()?, None).await?;
+            }
             state.in_doubt = false;
             let (outcome, _) = watch::channel(None);
             state.batch = Some(Batch {

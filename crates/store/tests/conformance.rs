@@ -217,6 +217,7 @@ conformance!(
     indicators_cells_follow_every_change,
     search_with_many_matches_stays_in_scope_and_in_order,
     webhooks_are_queued_with_each_entry_for_those_who_may_see_it,
+    writes_survive_the_writer_connection_being_dropped,
     email_choices_are_read_for_many_users_at_once,
 );
 
@@ -1047,6 +1048,25 @@ async fn concurrent_writes_settle_each_on_its_own(store: Store) {
             "{commits} commits for {writes} writes: queued writes shared none"
         );
     }
+}
+
+/// The writer connection dropped by the server while idle (a restart, an idle timeout): the
+/// next write opens a fresh one instead of failing.
+async fn writes_survive_the_writer_connection_being_dropped(store: Store) {
+    let w = world(store).await;
+    let now = now();
+    agent_draft(&w, &content("avant", Some(w.parquet.id)), now).await;
+    if w.store.backend_name() == "postgresql" {
+        raw(
+            &w.store,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid() AND state = 'idle'",
+        )
+        .await;
+    }
+    let id = agent_draft(&w, &content("après", Some(w.parquet.id)), now).await;
+    let referral = w.store.referral(id).await.expect("load").expect("exists");
+    assert_eq!(referral.row.title, "après");
 }
 
 /// Writes cancelled at every await point, each followed by a sending that loses its race (and
