@@ -632,7 +632,9 @@ async fn assert_consistent(
         .json()
         .await
         .expect("json");
-    let status = referral["status"].as_str().expect("status");
+    let status = referral["status"]
+        .as_str()
+        .unwrap_or_else(|| panic!("referral {id} has no status: {referral}"));
     if status != "draft" {
         assert!(
             referral["reference"].is_string() && referral["submitted_at"].is_string(),

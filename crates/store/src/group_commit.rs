@@ -335,7 +335,18 @@ async fn give_up_connection<C: Connection>(state: &mut State<C>) {
 
 /// Commits the batch's transaction, and first the savepoints of bodies whose rollback is still
 /// on its way to the connection's thread (the depth read here may not count it yet).
+///
+/// A batch whose transaction is no longer open fails instead: when a body's savepoint cannot
+/// be taken (its connection dropped, PostgreSQL restarted), the driver undoes it at the depth
+/// it was at, the batch's own transaction, and every body before it in the batch is gone.
+/// Found by the PostgreSQL restart drill: drafts answered 201 and sendings given a receipt
+/// were missing after the restart.
 async fn commit_open<DB: Database>(conn: &mut DB::Connection) -> Result<(), sqlx::Error> {
+    if DB::TransactionManager::get_transaction_depth(conn) == 0 {
+        return Err(sqlx::Error::Io(std::io::Error::other(
+            "the batch's transaction was rolled back",
+        )));
+    }
     while DB::TransactionManager::get_transaction_depth(conn) > 0 {
         DB::TransactionManager::commit(conn).await?;
     }
