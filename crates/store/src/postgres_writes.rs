@@ -88,21 +88,9 @@ fn entry_query<'q>(
     at: DateTime<Utc>,
     actor: &ActorInfo,
     event: &NewEvent,
-) -> EntryQuery<'q> {
-    sqlx::query_as(sql)
-        .bind(Uuid::now_v7())
-        .bind(referral_id)
-        .bind(at)
-        .bind(event.event_type.clone())
-        .bind(event.audience.clone())
-        .bind(actor.user_id)
-        .bind(actor.name.clone())
-        .bind(actor.role.clone())
-        .bind(actor.organisation.clone())
-        .bind(event.summary.clone())
-        .bind(domain::integrity::canonical_instant(at))
-        .bind(format!("referral.{}", event.event_type))
-        .bind(format!("referral:{referral_id}"))
+) -> Result<EntryQuery<'q>, sqlx::Error> {
+    let arguments = crate::referrals::entry_arguments!(Postgres, referral_id, at, actor, event)?;
+    Ok(sqlx::query_as_with(sql, arguments))
 }
 
 /// Runs an entry's statement and queues its webhooks, in one transaction (a savepoint of the
@@ -141,7 +129,7 @@ pub(crate) async fn create_referral(
     let parties = &content.parties;
     let column = |f: fn(&crate::Party) -> Option<String>| parties.iter().map(f).collect::<Vec<_>>();
     // In the order of REFERRAL_CREATED_COLUMNS.
-    let query = entry_query(&CREATE, id, now, actor, event)
+    let query = entry_query(&CREATE, id, now, actor, event)?
         .bind(status.to_string())
         .bind(content.kind.clone())
         .bind(content.urgency.clone())
@@ -188,7 +176,7 @@ pub(crate) async fn add_attachment(
         attachment.uploaded_at,
         actor,
         event,
-    )
+    )?
     .bind(attachment.id)
     .bind(attachment.referral_id)
     .bind(attachment.filename.clone())

@@ -257,47 +257,33 @@ static WEBHOOKS_OF_CHANGED: std::sync::LazyLock<String> = std::sync::LazyLock::n
 });
 
 /// The thirteen parameters of a PostgreSQL timeline entry (`postgres_entry_sql`), as arguments
-/// a query builder continues from.
+/// a statement or a query builder continues from. Evaluates to `Result<_, sqlx::Error>`.
 macro_rules! entry_arguments {
     ($db:ty, $id:expr, $at:expr, $actor:expr, $event:expr) => {{
         use sqlx::Arguments as _;
         let (id, at, actor, event): (Uuid, DateTime<Utc>, &ActorInfo, &NewEvent) =
             ($id, $at, $actor, $event);
-        let mut arguments = <$db as sqlx::Database>::Arguments::default();
-        arguments.add(Uuid::now_v7()).map_err(sqlx::Error::Encode)?;
-        arguments.add(id).map_err(sqlx::Error::Encode)?;
-        arguments.add(at).map_err(sqlx::Error::Encode)?;
-        arguments
-            .add(event.event_type.clone())
-            .map_err(sqlx::Error::Encode)?;
-        arguments
-            .add(event.audience.clone())
-            .map_err(sqlx::Error::Encode)?;
-        arguments.add(actor.user_id).map_err(sqlx::Error::Encode)?;
-        arguments
-            .add(actor.name.clone())
-            .map_err(sqlx::Error::Encode)?;
-        arguments
-            .add(actor.role.clone())
-            .map_err(sqlx::Error::Encode)?;
-        arguments
-            .add(actor.organisation.clone())
-            .map_err(sqlx::Error::Encode)?;
-        arguments
-            .add(event.summary.clone())
-            .map_err(sqlx::Error::Encode)?;
-        arguments
-            .add(::domain::integrity::canonical_instant(at))
-            .map_err(sqlx::Error::Encode)?;
-        arguments
-            .add(format!("referral.{}", event.event_type))
-            .map_err(sqlx::Error::Encode)?;
-        arguments
-            .add(format!("referral:{id}"))
-            .map_err(sqlx::Error::Encode)?;
-        arguments
+        (|| -> Result<_, sqlx::error::BoxDynError> {
+            let mut arguments = <$db as sqlx::Database>::Arguments::default();
+            arguments.add(Uuid::now_v7())?;
+            arguments.add(id)?;
+            arguments.add(at)?;
+            arguments.add(event.event_type.clone())?;
+            arguments.add(event.audience.clone())?;
+            arguments.add(actor.user_id)?;
+            arguments.add(actor.name.clone())?;
+            arguments.add(actor.role.clone())?;
+            arguments.add(actor.organisation.clone())?;
+            arguments.add(event.summary.clone())?;
+            arguments.add(::domain::integrity::canonical_instant(at))?;
+            arguments.add(format!("referral.{}", event.event_type))?;
+            arguments.add(format!("referral:{id}"))?;
+            Ok(arguments)
+        })()
+        .map_err(sqlx::Error::Encode)
     }};
 }
+pub(crate) use entry_arguments;
 
 /// Appends a timeline entry and its journal entry inside the current transaction.
 macro_rules! write_event {
@@ -1044,7 +1030,7 @@ impl Store {
                 crate::outbox::write_outbox!(tx, &update.outbox, now);
                 sqlx::QueryBuilder::<Db>::with_arguments(
                     UPDATE_WITH_ENTRY_POSTGRES.as_str(),
-                    entry_arguments!(Db, id, now, actor, event),
+                    entry_arguments!(Db, id, now, actor, event)?,
                 )
             } else {
                 sqlx::QueryBuilder::<Db>::new("UPDATE referrals SET updated_at = ")
