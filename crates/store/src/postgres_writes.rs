@@ -5,7 +5,7 @@
 //! statement does; the profile of the thirteenth session showed no single hot spot.
 //! Data-modifying CTEs let a new referral with its offences, parties and first entry, or a
 //! document with its entry, go in one statement. SQLite has no data-modifying CTEs and keeps
-//! a statement each, in one round trip to its connection's thread (`referrals.rs`).
+//! a statement each on its writer (`referrals.rs`).
 
 use crate::integrations::{enqueue_webhooks, WebhookOfReferral, WEBHOOKS_OF_REFERRAL};
 use crate::referrals::{postgres_entry_sql, ATTACHMENT_COLUMNS, REFERRAL_CREATED_COLUMNS};
