@@ -120,6 +120,10 @@ impl AuditPlaceholders {
     }
 }
 
+/// Locks the journal's head on PostgreSQL. Every batch of the writer takes it first (see
+/// `group_commit`).
+pub(crate) const POSTGRES_LOCK_HEAD: &str = "SELECT FROM audit_head WHERE id = 1 FOR UPDATE";
+
 /// Moves the journal's head to the entry `postgres_append_ctes` inserted.
 pub(crate) const POSTGRES_MOVE_HEAD: &str =
     "UPDATE audit_head SET seq = audit_entry.seq, hash = audit_entry.hash FROM audit_entry WHERE audit_head.id = 1";
@@ -204,7 +208,7 @@ impl Store {
     /// Journals an action that changes nothing else (a read, a download, a login).
     pub async fn audit(&self, input: &AuditInput) -> StoreResult<()> {
         on_batched_writer!(self, |conn| {
-            let mut tx = conn.begin().await?;
+            let mut tx = conn.begin_body().await?;
             append_audit!(tx, input);
             tx.commit().await?;
             Ok::<_, sqlx::Error>(())

@@ -28,8 +28,18 @@
 //!
 //! With a single writer nobody is queued, and each transaction commits at once, as before.
 //!
-//! On PostgreSQL a statement that fails aborts the whole transaction unless it ran inside a
-//! savepoint: every batched body therefore opens its own (`conn.begin()`), as every one does.
+//! A body that fails must undo only its own work, so each runs in a savepoint:
+//! - On SQLite each body takes its own (`begin_body`, a `conn.begin()`): a savepoint costs no
+//!   round trip there.
+//! - On PostgreSQL, where a statement that fails aborts the whole transaction unless it ran in
+//!   a savepoint, the writer takes it for the body, in the round trips it makes anyway: with
+//!   the batch's `BEGIN`, and when a body hands the batch on, by releasing its savepoint and
+//!   taking the next body's in one query. A failed body is rolled back to its savepoint before
+//!   the commit. Why: each round trip on the one writer connection waited for the request's
+//!   task to be scheduled again (a quarter of a millisecond under load, read from
+//!   `pg_stat_activity`), and everything else waits for the writer; a savepoint pair of its
+//!   own took two of a submission's ten round trips per write (BENCHMARKS.md, fifteenth
+//!   session).
 
 use sqlx::{ConnectOptions, Connection, Database, TransactionManager};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -49,6 +59,25 @@ const TURN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What became of a batch: committed, or the reason it was not.
 type Outcome = Result<(), String>;
+
+/// On PostgreSQL, the savepoint the writer takes for each body (see the module's comment).
+/// A batch on PostgreSQL begins by locking the journal's head. Every batch appends to the
+/// journal, and would take the head with its first entry and hold it to the commit, while its
+/// later bodies lock other rows (the year's counter, a referral). Taken first, the head orders
+/// every other lock after it: the batches of two servers on one database queue for it
+/// instead of deadlocking (`two_servers_on_one_postgres_database_write_without_deadlocks`).
+static BEGIN_WITH_BODY_SAVEPOINT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "BEGIN; {}; SAVEPOINT batched_body",
+        crate::audit::POSTGRES_LOCK_HEAD
+    )
+});
+const NEXT_BODY_SAVEPOINT: &str = "RELEASE SAVEPOINT batched_body; SAVEPOINT batched_body";
+/// Also how the last body of a batch learns, before the commit, that the transaction was
+/// aborted by a statement whose error a body did not pass on: PostgreSQL answers a `COMMIT`
+/// of an aborted transaction by rolling it back, without an error.
+const RELEASE_BODY_SAVEPOINT: &str = "RELEASE SAVEPOINT batched_body";
+const UNDO_BODY: &str = "ROLLBACK TO SAVEPOINT batched_body";
 
 /// The writer connection, taken in turns in arrival order, with the batch it may hold open.
 #[derive(Debug)]
@@ -119,7 +148,39 @@ impl<C> State<C> {
     }
 }
 
-impl<DB: Database> GroupWriter<DB> {
+/// What the writer sends of its own besides a transaction's `BEGIN` and `COMMIT`.
+pub(crate) trait WriterDatabase: Database {
+    /// Runs `sql` (statements without parameters) in one round trip.
+    fn run_simple<'c>(
+        connection: &'c mut Self::Connection,
+        sql: &'static str,
+    ) -> BoxFuture<'c, Result<(), sqlx::Error>>;
+}
+
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+// Two impls rather than a generic bound on `Executor`: a higher-ranked bound there made the
+// requests' futures fail to prove `Send`. A `&str` without arguments goes as a simple query,
+// whose statements run in one round trip.
+impl WriterDatabase for sqlx::Postgres {
+    fn run_simple<'c>(
+        connection: &'c mut sqlx::PgConnection,
+        sql: &'static str,
+    ) -> BoxFuture<'c, Result<(), sqlx::Error>> {
+        Box::pin(async move { sqlx::Executor::execute(connection, sql).await.map(|_| ()) })
+    }
+}
+
+impl WriterDatabase for sqlx::Sqlite {
+    fn run_simple<'c>(
+        connection: &'c mut sqlx::SqliteConnection,
+        sql: &'static str,
+    ) -> BoxFuture<'c, Result<(), sqlx::Error>> {
+        Box::pin(async move { sqlx::Executor::execute(connection, sql).await.map(|_| ()) })
+    }
+}
+
+impl<DB: WriterDatabase> GroupWriter<DB> {
     /// `options` must name the connection's thread `thread_name` when there is one.
     pub(crate) fn new(
         connection: DB::Connection,
@@ -195,8 +256,13 @@ impl<DB: Database> GroupWriter<DB> {
     ) -> Result<MutexGuard<'_, State<DB::Connection>>, sqlx::Error> {
         let mut state = self.lock().await?;
         if state.batch.is_none() {
+            let begin = || {
+                Self::writer_savepoints().then_some(std::borrow::Cow::Borrowed(
+                    BEGIN_WITH_BODY_SAVEPOINT.as_str(),
+                ))
+            };
             state.in_doubt = true;
-            if DB::TransactionManager::begin(state.connection()?, None)
+            if DB::TransactionManager::begin(state.connection()?, begin())
                 .await
                 .is_err()
             {
@@ -206,7 +272,7 @@ impl<DB: Database> GroupWriter<DB> {
                 give_up_connection(&mut state).await;
                 self.reconnect(&mut state).await?;
                 state.in_doubt = true;
-                DB::TransactionManager::begin(state.connection()?, None).await?;
+                DB::TransactionManager::begin(state.connection()?, begin()).await?;
             }
             state.in_doubt = false;
             let (outcome, _) = watch::channel(None);
@@ -250,10 +316,53 @@ impl<DB: Database> GroupWriter<DB> {
                 batch: batch.id,
                 outcome: batch.outcome.subscribe(),
             };
+            if Self::writer_savepoints() {
+                if let Err(error) = self.close_body(&mut state, NEXT_BODY_SAVEPOINT).await {
+                    // The transaction is unusable: a commit would roll it back silently.
+                    return Ticket::Settled(Err(self.fail(&mut state, &error).await));
+                }
+            }
             drop(state);
             return ticket;
+        } else if Self::writer_savepoints() {
+            let close = if body_ok {
+                RELEASE_BODY_SAVEPOINT
+            } else {
+                UNDO_BODY
+            };
+            if let Err(error) = self.close_body(&mut state, close).await {
+                return Ticket::Settled(Err(self.fail(&mut state, &error).await));
+            }
         }
         Ticket::Settled(self.commit(&mut state).await.map_err(|e| e.to_string()))
+    }
+
+    /// Whether the writer takes each body's savepoint (PostgreSQL), or the body (SQLite).
+    fn writer_savepoints() -> bool {
+        crate::is_postgres::<DB>()
+    }
+
+    /// Runs what ends a body's savepoint on PostgreSQL (see the module's comment).
+    async fn close_body(
+        &self,
+        state: &mut State<DB::Connection>,
+        sql: &'static str,
+    ) -> Result<(), sqlx::Error> {
+        state.in_doubt = true;
+        let result = DB::run_simple(state.connection()?, sql).await;
+        state.in_doubt = false;
+        result
+    }
+
+    /// Fails the open batch without committing it: its writers are told, and the connection,
+    /// whose transaction is unusable, is given up. Returns the reason given.
+    async fn fail(&self, state: &mut State<DB::Connection>, error: &sqlx::Error) -> String {
+        let reason = error.to_string();
+        give_up_connection(state).await;
+        if let Some(batch) = state.batch.take() {
+            batch.outcome.send_replace(Some(Err(reason.clone())));
+        }
+        reason
     }
 
     /// Commits the open batch and tells its writers. After a failure the connection is given
@@ -357,4 +466,100 @@ fn batch_failed(reason: String) -> sqlx::Error {
     sqlx::Error::Io(std::io::Error::other(format!(
         "the shared commit of this write failed: {reason}"
     )))
+}
+
+/// The connection a PostgreSQL body gets in its batch (`on_postgres_batch!`): whatever it
+/// runs is already inside the savepoint the writer took for it.
+pub(crate) struct InBatch<'a> {
+    connection: &'a mut sqlx::PgConnection,
+    /// Set when a body's transaction was dropped without being committed: the writer then
+    /// undoes the body's work, as dropping a transaction would.
+    undo: bool,
+}
+
+impl<'a> InBatch<'a> {
+    pub(crate) fn new(connection: &'a mut sqlx::PgConnection) -> Self {
+        InBatch {
+            connection,
+            undo: false,
+        }
+    }
+
+    /// Whether the body's work must be undone although the body did not fail.
+    pub(crate) fn undo(&self) -> bool {
+        self.undo
+    }
+}
+
+impl std::ops::Deref for InBatch<'_> {
+    type Target = sqlx::PgConnection;
+    fn deref(&self) -> &sqlx::PgConnection {
+        self.connection
+    }
+}
+
+impl std::ops::DerefMut for InBatch<'_> {
+    fn deref_mut(&mut self) -> &mut sqlx::PgConnection {
+        self.connection
+    }
+}
+
+impl<'a> InBatch<'a> {
+    /// A body's transaction (see `BodyConnection::begin_body`): the writer's savepoint.
+    pub(crate) async fn begin_body(&mut self) -> Result<WritersSavepoint<'_, 'a>, sqlx::Error> {
+        Ok(WritersSavepoint {
+            batch: self,
+            committed: false,
+        })
+    }
+}
+
+/// The connection a SQLite body gets in its batch. Every batched body begins its transaction
+/// with `begin_body()`, on either backend: its own savepoint on SQLite, the writer's on
+/// PostgreSQL (`InBatch`, see the module's comment). It ends with `commit()`; dropped without
+/// it, the body's work is undone, as a transaction's would be.
+pub(crate) struct BodyConnection<'a>(pub(crate) &'a mut sqlx::SqliteConnection);
+
+impl BodyConnection<'_> {
+    pub(crate) async fn begin_body(
+        &mut self,
+    ) -> Result<sqlx::Transaction<'_, sqlx::Sqlite>, sqlx::Error> {
+        Connection::begin(&mut *self.0).await
+    }
+}
+
+/// A PostgreSQL body's transaction: the savepoint the writer took for it, which the writer
+/// releases when the body ends well, and rolls back if it fails or drops this uncommitted.
+pub(crate) struct WritersSavepoint<'c, 'a> {
+    batch: &'c mut InBatch<'a>,
+    committed: bool,
+}
+
+impl WritersSavepoint<'_, '_> {
+    /// Nothing to send: the writer releases the savepoint after the body.
+    pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for WritersSavepoint<'_, '_> {
+    fn drop(&mut self) {
+        if !self.committed {
+            self.batch.undo = true;
+        }
+    }
+}
+
+impl std::ops::Deref for WritersSavepoint<'_, '_> {
+    type Target = sqlx::PgConnection;
+    fn deref(&self) -> &sqlx::PgConnection {
+        self.batch.connection
+    }
+}
+
+impl std::ops::DerefMut for WritersSavepoint<'_, '_> {
+    fn deref_mut(&mut self) -> &mut sqlx::PgConnection {
+        self.batch.connection
+    }
 }

@@ -200,9 +200,10 @@ pub(crate) use on_writer;
 
 /// `on_writer!` for the writes of the requests (referrals, events, messages, the journal): on a
 /// SQLite file, writers that queue share one commit (see `group_commit`), and each returns once
-/// the commit holding its work is on disk. Evaluates to `StoreResult<T>`. A body must pass on
-/// every error it meets (`?`): a failed statement may have cost the whole shared transaction,
-/// and the batch learns it from the body's error.
+/// the commit holding its work is on disk; PostgreSQL's writes go the same way. Evaluates to
+/// `StoreResult<T>`. A body begins its transaction with `$conn.begin_body()`
+/// (`group_commit::BodyConnection`). A body must pass on every error it meets (`?`): a failed statement may have
+/// cost the whole shared transaction, and the batch learns it from the body's error.
 macro_rules! on_batched_writer {
     ($store:expr, |$conn:ident, $db:ident| $body:expr) => {
         match &$store.writer {
@@ -213,9 +214,8 @@ macro_rules! on_batched_writer {
                     let (result, ticket) = $crate::colocate::drive($store.writer_cpu, async {
                         let mut state = writer.batched_turn().await?;
                         let result = async {
-                            let $conn: &mut sqlx::SqliteConnection = state.connection()?;
-                            #[allow(unused_imports)]
-                            use sqlx::Connection as _;
+                            let $conn =
+                                &mut $crate::group_commit::BodyConnection(state.connection()?);
                             $body
                         }
                         .await;
@@ -235,7 +235,17 @@ macro_rules! on_batched_writer {
                 type $db = sqlx::Postgres;
                 $crate::on_postgres_batch!(writer, |$conn| $body)
             }
-            _ => on_writer!($store, |$conn, $db| $body).map_err($crate::StoreError::from),
+            $crate::Writer::SqliteShared(pool) => {
+                #[allow(dead_code)]
+                type $db = sqlx::Sqlite;
+                async {
+                    let mut connection = pool.acquire().await?;
+                    let $conn = &mut $crate::group_commit::BodyConnection(&mut connection);
+                    $body
+                }
+                .await
+                .map_err($crate::StoreError::from)
+            }
         }
     };
     ($store:expr, |$conn:ident| $body:expr) => {
@@ -245,20 +255,21 @@ macro_rules! on_batched_writer {
 pub(crate) use on_batched_writer;
 
 /// The PostgreSQL arm of `on_batched_writer!`: `$body` in the open batch of `$writer` (a
-/// `GroupWriter<Postgres>`), with `$conn` a `&mut PgConnection`. Evaluates to `StoreResult<T>`.
+/// `GroupWriter<Postgres>`), with `$conn` a `&mut InBatch` (a `PgConnection`, inside the
+/// savepoint the writer took for the body). Evaluates to `StoreResult<T>`.
 macro_rules! on_postgres_batch {
     ($writer:expr, |$conn:ident| $body:expr) => {
         async {
             let writer: &$crate::group_commit::GroupWriter<sqlx::Postgres> = $writer;
             let mut state = writer.batched_turn_until_ended().await?;
+            let mut batch = $crate::group_commit::InBatch::new(state.connection()?);
             let result = async {
-                let $conn: &mut sqlx::PgConnection = state.connection()?;
-                #[allow(unused_imports)]
-                use sqlx::Connection as _;
+                let $conn = &mut batch;
                 $body
             }
             .await;
-            let ticket = writer.end_body(state, result.is_ok()).await;
+            let body_ok = result.is_ok() && !batch.undo();
+            let ticket = writer.end_body(state, body_ok).await;
             let settled = writer.settle(ticket).await;
             let value = result?;
             settled?;

@@ -7,6 +7,7 @@
 //! document with its entry, go in one statement. SQLite has no data-modifying CTEs and keeps
 //! a statement each on its writer (`referrals.rs`).
 
+use crate::group_commit::InBatch;
 use crate::integrations::{enqueue_webhooks, WebhookOfReferral, WEBHOOKS_OF_REFERRAL};
 use crate::referrals::{postgres_entry_sql, ATTACHMENT_COLUMNS, REFERRAL_CREATED_COLUMNS};
 use crate::{ActorInfo, Attachment, NewEvent, ReferralContent};
@@ -93,26 +94,25 @@ fn entry_query<'q>(
     Ok(sqlx::query_as_with(sql, arguments))
 }
 
-/// Runs an entry's statement and queues its webhooks, in one transaction (a savepoint of the
-/// writer's batch, see `group_commit`).
+/// Runs an entry's statement and queues its webhooks, inside the savepoint the writer took
+/// for the body (see `group_commit`): usually one round trip.
 async fn write_with_entry(
-    conn: &mut sqlx::PgConnection,
+    conn: &mut InBatch<'_>,
     query: EntryQuery<'_>,
     referral_id: Uuid,
     at: DateTime<Utc>,
     event: &NewEvent,
 ) -> Result<(), sqlx::Error> {
-    use sqlx::Connection as _;
-    let mut tx = conn.begin().await?;
-    let hooks: Vec<WebhookOfReferral> = query.fetch_all(&mut *tx).await?;
-    enqueue_webhooks!(tx, hooks, referral_id, at, event);
-    tx.commit().await
+    let conn: &mut sqlx::PgConnection = conn;
+    let hooks: Vec<WebhookOfReferral> = query.fetch_all(&mut *conn).await?;
+    enqueue_webhooks!(conn, hooks, referral_id, at, event);
+    Ok(())
 }
 
 /// `Store::create_referral` on PostgreSQL.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn create_referral(
-    conn: &mut sqlx::PgConnection,
+    conn: &mut InBatch<'_>,
     id: Uuid,
     administration_id: Uuid,
     author_id: Uuid,
@@ -164,7 +164,7 @@ pub(crate) async fn create_referral(
 
 /// `Store::add_attachment` on PostgreSQL, for a document the timeline records.
 pub(crate) async fn add_attachment(
-    conn: &mut sqlx::PgConnection,
+    conn: &mut InBatch<'_>,
     attachment: &Attachment,
     actor: &ActorInfo,
     event: &NewEvent,

@@ -209,7 +209,7 @@ const ENTRY_STATS_CHANGE: &str = "INSERT INTO stats_changes (referral_id) VALUES
 /// ending with `, `; their parameters from `$14`), the event, the indicators' change and the
 /// journal's entry (bound as `$11`–`$13`; see `AuditPlaceholders::postgres_append_ctes`), then
 /// `hooks`, the read of the webhooks to notify. The journal's head, which every writer queues
-/// for, is then locked by the transaction's last statement before the commit.
+/// for, is already locked: each of the writer's batches takes it first (`group_commit`).
 pub(crate) fn postgres_entry_sql(leading: &str, hooks: &str) -> String {
     format!("WITH {leading}{} {hooks}", postgres_entry_ctes())
 }
@@ -625,7 +625,7 @@ impl Store {
         }
         // SQLite from here (PostgreSQL returned above): a statement each, on its writer.
         on_batched_writer!(self, |conn, Db| {
-            let mut tx = conn.begin().await?;
+            let mut tx = conn.begin_body().await?;
             // The content's columns in the order of REFERRAL_CREATED_COLUMNS.
             sqlx::query(&INSERT_REFERRAL)
                 .bind(id)
@@ -670,7 +670,7 @@ impl Store {
             facts_started_on = $7, facts_ended_on = $8, commune_insee = $9, address = $10, parquet_id = $11, competence = $12, \
             competence_reason = $13, limitation_date = $14, updated_at = $15 WHERE id = $1 AND status = 'draft'";
         let updated = on_batched_writer!(self, |conn, Db| {
-            let mut tx = conn.begin().await?;
+            let mut tx = conn.begin_body().await?;
             let result = sqlx::query(sql)
                 .bind(id)
                 .bind(&content.kind)
@@ -975,7 +975,7 @@ impl Store {
         F: FnOnce(i64) -> (ReferralUpdate, NewEvent) + Send,
     {
         let applied = on_batched_writer!(self, |conn, Db| {
-            let mut tx = conn.begin().await?;
+            let mut tx = conn.begin_body().await?;
             let numbered;
             // The search document's sources when read (and the row locked) before the change.
             let mut sources: Option<crate::search::SearchSources> = None;
@@ -1138,7 +1138,7 @@ impl Store {
         }
         let sql = format!("INSERT INTO attachments ({ATTACHMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)");
         on_batched_writer!(self, |conn| {
-            let mut tx = conn.begin().await?;
+            let mut tx = conn.begin_body().await?;
             sqlx::query(&sql)
                 .bind(attachment.id)
                 .bind(attachment.referral_id)
@@ -1191,7 +1191,7 @@ impl Store {
         event: &NewEvent,
     ) -> StoreResult<()> {
         on_batched_writer!(self, |conn| {
-            let mut tx = conn.begin().await?;
+            let mut tx = conn.begin_body().await?;
             write_event!(tx, referral_id, now, actor, event);
             tx.commit().await?;
             Ok::<_, sqlx::Error>(())
@@ -1222,7 +1222,7 @@ impl Store {
             organisation: message.author_organisation.clone(),
         };
         on_batched_writer!(self, |conn| {
-            let mut tx = conn.begin().await?;
+            let mut tx = conn.begin_body().await?;
             sqlx::query(
                 "INSERT INTO messages (id, referral_id, internal, author_id, author_name, author_role, author_organisation, body, at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",

@@ -2057,3 +2057,53 @@ async fn email_choices_are_read_for_many_users_at_once(store: Store) {
     );
     assert!(w.store.wanting_email(&[]).await.expect("none").is_empty());
 }
+
+/// Two servers on one PostgreSQL database (a deployment of several instances): their batched
+/// writes, each creating and sending referrals, all succeed. Each batch takes the journal's
+/// head before anything else; without that, one server's batch held the head while waiting
+/// for the year's counter, held by the other's, which waited for the head, and PostgreSQL
+/// broke the deadlock by failing a write.
+#[tokio::test]
+async fn two_servers_on_one_postgres_database_write_without_deadlocks() {
+    let Some(admin) = postgres_admin_url() else {
+        eprintln!("NOTICE: INFOPARQUET_TEST_POSTGRES_URL is not set: two-server test skipped");
+        return;
+    };
+    let (first, url) = fresh_postgres(&admin).await.expect("postgres");
+    let w = world(first).await;
+    let second = Store::connect(&url).await.expect("second server");
+    let now = now();
+    let mut writes = tokio::task::JoinSet::new();
+    for n in 0..48 {
+        let store = if n % 2 == 0 {
+            w.store.clone()
+        } else {
+            second.clone()
+        };
+        let (agent, administration) = (w.agent.clone(), w.administration.id);
+        let content = content(&format!("saisine {n}"), Some(w.parquet.id));
+        writes.spawn(async move {
+            let id = Uuid::now_v7();
+            let agent_actor = actor(&agent);
+            store
+                .create_referral(
+                    id,
+                    administration,
+                    agent.id,
+                    "draft",
+                    &content,
+                    now,
+                    &agent_actor,
+                    &event("created"),
+                )
+                .await?;
+            store
+                .apply_numbered_update(id, "draft", 2026, now, &agent_actor, sending(2026, now))
+                .await
+        });
+    }
+    for written in writes.join_all().await {
+        assert!(written.expect("no write fails"), "every sending applied");
+    }
+    assert!(w.store.verify_audit_chain().await.expect("verify").is_ok());
+}
