@@ -60,8 +60,8 @@ const TURN_TIMEOUT: Duration = Duration::from_secs(10);
 /// What became of a batch: committed, or the reason it was not.
 type Outcome = Result<(), String>;
 
-/// On PostgreSQL, the savepoint the writer takes for each body (see the module's comment).
-/// A batch on PostgreSQL begins by locking the journal's head. Every batch appends to the
+/// How a batch begins on PostgreSQL: it locks the journal's head, then takes its first body's
+/// savepoint (see the module's comment), in one round trip. Every batch appends to the
 /// journal, and would take the head with its first entry and hold it to the commit, while its
 /// later bodies lock other rows (the year's counter, a referral). Taken first, the head orders
 /// every other lock after it: the batches of two servers on one database queue for it
@@ -72,11 +72,13 @@ static BEGIN_WITH_BODY_SAVEPOINT: std::sync::LazyLock<String> = std::sync::LazyL
         crate::audit::POSTGRES_LOCK_HEAD
     )
 });
+/// When a body hands the batch on: its savepoint released, the next body's taken.
 const NEXT_BODY_SAVEPOINT: &str = "RELEASE SAVEPOINT batched_body; SAVEPOINT batched_body";
-/// Also how the last body of a batch learns, before the commit, that the transaction was
-/// aborted by a statement whose error a body did not pass on: PostgreSQL answers a `COMMIT`
-/// of an aborted transaction by rolling it back, without an error.
+/// When the last body of a batch ended well, before the commit. Also how the writer learns
+/// that a statement whose error a body did not pass on aborted the transaction: PostgreSQL
+/// answers a `COMMIT` of an aborted transaction by rolling it back, without an error.
 const RELEASE_BODY_SAVEPOINT: &str = "RELEASE SAVEPOINT batched_body";
+/// When a body failed, before the commit of the bodies before it.
 const UNDO_BODY: &str = "ROLLBACK TO SAVEPOINT batched_body";
 
 /// The writer connection, taken in turns in arrival order, with the batch it may hold open.
@@ -171,6 +173,7 @@ impl WriterDatabase for sqlx::Postgres {
     }
 }
 
+/// Not called: SQLite's bodies take their own savepoints (`writer_savepoints`).
 impl WriterDatabase for sqlx::Sqlite {
     fn run_simple<'c>(
         connection: &'c mut sqlx::SqliteConnection,
@@ -489,6 +492,14 @@ impl<'a> InBatch<'a> {
     pub(crate) fn undo(&self) -> bool {
         self.undo
     }
+
+    /// A body's transaction (see `BodyConnection::begin_body`): the writer's savepoint.
+    pub(crate) async fn begin_body(&mut self) -> Result<WritersSavepoint<'_, 'a>, sqlx::Error> {
+        Ok(WritersSavepoint {
+            batch: self,
+            committed: false,
+        })
+    }
 }
 
 impl std::ops::Deref for InBatch<'_> {
@@ -501,16 +512,6 @@ impl std::ops::Deref for InBatch<'_> {
 impl std::ops::DerefMut for InBatch<'_> {
     fn deref_mut(&mut self) -> &mut sqlx::PgConnection {
         self.connection
-    }
-}
-
-impl<'a> InBatch<'a> {
-    /// A body's transaction (see `BodyConnection::begin_body`): the writer's savepoint.
-    pub(crate) async fn begin_body(&mut self) -> Result<WritersSavepoint<'_, 'a>, sqlx::Error> {
-        Ok(WritersSavepoint {
-            batch: self,
-            committed: false,
-        })
     }
 }
 

@@ -201,9 +201,10 @@ pub(crate) use on_writer;
 /// `on_writer!` for the writes of the requests (referrals, events, messages, the journal): on a
 /// SQLite file, writers that queue share one commit (see `group_commit`), and each returns once
 /// the commit holding its work is on disk; PostgreSQL's writes go the same way. Evaluates to
-/// `StoreResult<T>`. A body begins its transaction with `$conn.begin_body()`
-/// (`group_commit::BodyConnection`). A body must pass on every error it meets (`?`): a failed statement may have
-/// cost the whole shared transaction, and the batch learns it from the body's error.
+/// `StoreResult<T>`. A body begins its transaction with `$conn.begin_body()` (see
+/// `group_commit::BodyConnection`). A body must pass on every error it meets (`?`): a failed
+/// statement may have cost the whole shared transaction, and the batch learns it from the
+/// body's error.
 macro_rules! on_batched_writer {
     ($store:expr, |$conn:ident, $db:ident| $body:expr) => {
         match &$store.writer {
