@@ -96,6 +96,8 @@ pub(crate) struct GroupWriter<DB: Database = sqlx::Sqlite> {
     /// SQLite: the connection thread's name, to pin a fresh connection's thread as the first
     /// one was (see `colocate`).
     thread_name: Option<String>,
+    /// PostgreSQL: how the writer takes each body's savepoint (see the module's comment).
+    body_savepoints: Option<RunSimple<DB::Connection>>,
 }
 
 #[derive(Debug)]
@@ -150,45 +152,32 @@ impl<C> State<C> {
     }
 }
 
-/// What the writer sends of its own besides a transaction's `BEGIN` and `COMMIT`.
-pub(crate) trait WriterDatabase: Database {
-    /// Runs `sql` (statements without parameters) in one round trip.
-    fn run_simple<'c>(
-        connection: &'c mut Self::Connection,
-        sql: &'static str,
-    ) -> BoxFuture<'c, Result<(), sqlx::Error>>;
-}
+/// How the writer sends statements of its own without parameters, several in one round trip
+/// (a simple query): given on PostgreSQL, where it takes each body's savepoint with them.
+pub(crate) type RunSimple<C> =
+    for<'c> fn(&'c mut C, &'static str) -> BoxFuture<'c, Result<(), sqlx::Error>>;
 
 type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
-// Two impls rather than a generic bound on `Executor`: a higher-ranked bound there made the
-// requests' futures fail to prove `Send`. A `&str` without arguments goes as a simple query,
-// whose statements run in one round trip.
-impl WriterDatabase for sqlx::Postgres {
-    fn run_simple<'c>(
-        connection: &'c mut sqlx::PgConnection,
-        sql: &'static str,
-    ) -> BoxFuture<'c, Result<(), sqlx::Error>> {
-        Box::pin(async move { sqlx::Executor::execute(connection, sql).await.map(|_| ()) })
-    }
+/// `RunSimple` on PostgreSQL. A function rather than a generic bound on `Executor`: a
+/// higher-ranked bound there made the requests' futures fail to prove `Send`.
+pub(crate) fn postgres_simple_query<'c>(
+    connection: &'c mut sqlx::PgConnection,
+    sql: &'static str,
+) -> BoxFuture<'c, Result<(), sqlx::Error>> {
+    // A `&str` without arguments goes as a simple query.
+    Box::pin(async move { sqlx::Executor::execute(connection, sql).await.map(|_| ()) })
 }
 
-/// Not called: SQLite's bodies take their own savepoints (`writer_savepoints`).
-impl WriterDatabase for sqlx::Sqlite {
-    fn run_simple<'c>(
-        connection: &'c mut sqlx::SqliteConnection,
-        sql: &'static str,
-    ) -> BoxFuture<'c, Result<(), sqlx::Error>> {
-        Box::pin(async move { sqlx::Executor::execute(connection, sql).await.map(|_| ()) })
-    }
-}
-
-impl<DB: WriterDatabase> GroupWriter<DB> {
-    /// `options` must name the connection's thread `thread_name` when there is one.
+impl<DB: Database> GroupWriter<DB> {
+    /// `options` must name the connection's thread `thread_name` when there is one. With
+    /// `body_savepoints` (PostgreSQL), the writer takes each body's savepoint; without
+    /// (SQLite), each body takes its own.
     pub(crate) fn new(
         connection: DB::Connection,
         options: <DB::Connection as Connection>::Options,
         thread_name: Option<String>,
+        body_savepoints: Option<RunSimple<DB::Connection>>,
     ) -> Self {
         GroupWriter {
             state: Mutex::new(State {
@@ -203,6 +192,7 @@ impl<DB: WriterDatabase> GroupWriter<DB> {
             committed_bodies: AtomicU64::new(0),
             options,
             thread_name,
+            body_savepoints,
         }
     }
 
@@ -260,9 +250,8 @@ impl<DB: WriterDatabase> GroupWriter<DB> {
         let mut state = self.lock().await?;
         if state.batch.is_none() {
             let begin = || {
-                Self::writer_savepoints().then_some(std::borrow::Cow::Borrowed(
-                    BEGIN_WITH_BODY_SAVEPOINT.as_str(),
-                ))
+                self.body_savepoints
+                    .map(|_| std::borrow::Cow::Borrowed(BEGIN_WITH_BODY_SAVEPOINT.as_str()))
             };
             state.in_doubt = true;
             if DB::TransactionManager::begin(state.connection()?, begin())
@@ -319,40 +308,36 @@ impl<DB: WriterDatabase> GroupWriter<DB> {
                 batch: batch.id,
                 outcome: batch.outcome.subscribe(),
             };
-            if Self::writer_savepoints() {
-                if let Err(error) = self.close_body(&mut state, NEXT_BODY_SAVEPOINT).await {
-                    // The transaction is unusable: a commit would roll it back silently.
-                    return Ticket::Settled(Err(self.fail(&mut state, &error).await));
-                }
+            if let Err(error) = self.close_body(&mut state, NEXT_BODY_SAVEPOINT).await {
+                // The transaction is unusable: a commit would roll it back silently.
+                return Ticket::Settled(Err(self.fail(&mut state, &error).await));
             }
             drop(state);
             return ticket;
-        } else if Self::writer_savepoints() {
-            let close = if body_ok {
-                RELEASE_BODY_SAVEPOINT
-            } else {
-                UNDO_BODY
-            };
-            if let Err(error) = self.close_body(&mut state, close).await {
-                return Ticket::Settled(Err(self.fail(&mut state, &error).await));
-            }
+        }
+        let close = if body_ok {
+            RELEASE_BODY_SAVEPOINT
+        } else {
+            UNDO_BODY
+        };
+        if let Err(error) = self.close_body(&mut state, close).await {
+            return Ticket::Settled(Err(self.fail(&mut state, &error).await));
         }
         Ticket::Settled(self.commit(&mut state).await.map_err(|e| e.to_string()))
     }
 
-    /// Whether the writer takes each body's savepoint (PostgreSQL), or the body (SQLite).
-    fn writer_savepoints() -> bool {
-        crate::is_postgres::<DB>()
-    }
-
-    /// Runs what ends a body's savepoint on PostgreSQL (see the module's comment).
+    /// Ends a body's savepoint when the writer took it (see the module's comment); nothing
+    /// to do otherwise.
     async fn close_body(
         &self,
         state: &mut State<DB::Connection>,
         sql: &'static str,
     ) -> Result<(), sqlx::Error> {
+        let Some(run_simple) = self.body_savepoints else {
+            return Ok(());
+        };
         state.in_doubt = true;
-        let result = DB::run_simple(state.connection()?, sql).await;
+        let result = run_simple(state.connection()?, sql).await;
         state.in_doubt = false;
         result
     }

@@ -263,16 +263,21 @@ macro_rules! on_postgres_batch {
         async {
             let writer: &$crate::group_commit::GroupWriter<sqlx::Postgres> = $writer;
             let mut state = writer.batched_turn_until_ended().await?;
-            let mut batch = $crate::group_commit::InBatch::new(state.connection()?);
+            // The body's result, and whether it dropped its transaction uncommitted.
             let result = async {
-                let $conn = &mut batch;
-                $body
+                let mut batch = $crate::group_commit::InBatch::new(state.connection()?);
+                let result = async {
+                    let $conn = &mut batch;
+                    $body
+                }
+                .await;
+                Ok::<_, sqlx::Error>((result, batch.undo()))
             }
             .await;
-            let body_ok = result.is_ok() && !batch.undo();
+            let body_ok = matches!(result, Ok((Ok(_), false)));
             let ticket = writer.end_body(state, body_ok).await;
             let settled = writer.settle(ticket).await;
-            let value = result?;
+            let value = result?.0?;
             settled?;
             Ok::<_, $crate::StoreError>(value)
         }
@@ -327,7 +332,12 @@ impl Store {
                 .connect_with(options.clone())
                 .await?;
             let connection = sqlx::ConnectOptions::connect(&options).await?;
-            let group = group_commit::GroupWriter::new(connection, options, None);
+            let group = group_commit::GroupWriter::new(
+                connection,
+                options,
+                None,
+                Some(group_commit::postgres_simple_query),
+            );
             Ok(Store {
                 pool: Pool::Postgres(pool.clone()),
                 writer: Writer::Postgres(pool, std::sync::Arc::new(group)),
@@ -379,6 +389,7 @@ impl Store {
                     connection,
                     writer_options,
                     Some(thread_name),
+                    None,
                 )))
             };
             Ok(Store {
