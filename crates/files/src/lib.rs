@@ -173,9 +173,9 @@ impl FileStore {
             let mut head = Vec::with_capacity(SNIFF_BYTES);
             let mut sealing = match &self.keys {
                 Some(keys) => {
-                    let (header, sealer) = keys.sealer();
+                    let (header, sealer) = keys.sealer()?;
                     output.write(&header).await?;
-                    Some((sealer, Vec::with_capacity(sealing::SEGMENT)))
+                    Some((sealer, Vec::with_capacity(sealing::SEGMENT_SEALED)))
                 }
                 None => None,
             };
@@ -200,7 +200,8 @@ impl FileStore {
                             // A full segment is sealed only once more data proves it is not
                             // the last one.
                             if segment.len() == sealing::SEGMENT {
-                                output.write(&sealer.seal_next(segment)?).await?;
+                                sealer.seal_next(segment)?;
+                                output.write(segment).await?;
                                 segment.clear();
                             }
                             let take = (sealing::SEGMENT - segment.len()).min(rest.len());
@@ -214,8 +215,9 @@ impl FileStore {
                 return Err(FileError::Empty);
             }
             let wrapped_key = match sealing {
-                Some((mut sealer, segment)) => {
-                    output.write(&sealer.seal_last(&segment)?).await?;
+                Some((mut sealer, mut segment)) => {
+                    sealer.seal_last(&mut segment)?;
+                    output.write(&segment).await?;
                     Some(sealer.wrapped_key)
                 }
                 None => None,
@@ -250,7 +252,7 @@ impl FileStore {
         wrapped_key: Option<&str>,
     ) -> Result<Box<dyn std::io::Read + Send>, FileError> {
         let file = std::io::BufReader::with_capacity(
-            sealing::SEGMENT + 64,
+            sealing::SEGMENT_SEALED + 64,
             std::fs::File::open(self.path_of(key)?)?,
         );
         match wrapped_key {
