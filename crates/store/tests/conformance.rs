@@ -169,12 +169,16 @@ fn content(title: &str, parquet: Option<Uuid>) -> ReferralContent {
     }
 }
 
-/// Declares one test per backend for each check.
+/// Declares one test per backend for each check, on a single-threaded runtime; with `@`, in
+/// the two modules named, with the test attribute given.
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
-        mod sqlite {
+        conformance!(@ sqlite, postgres, [tokio::test], $($name),*);
+    };
+    (@ $sqlite:ident, $postgres:ident, [$test:meta], $($name:ident),* $(,)?) => {
+        mod $sqlite {
             $(
-                #[tokio::test]
+                #[$test]
                 async fn $name() {
                     let dir = tempfile::tempdir().expect("tempdir");
                     let (store, _) = super::fresh_sqlite(dir.path()).await.expect("sqlite");
@@ -182,9 +186,9 @@ macro_rules! conformance {
                 }
             )*
         }
-        mod postgres {
+        mod $postgres {
             $(
-                #[tokio::test]
+                #[$test]
                 async fn $name() {
                     let Some(admin) = super::postgres_admin_url() else {
                         eprintln!("NOTICE: INFOPARQUET_TEST_POSTGRES_URL is not set: PostgreSQL half of `{}` skipped", stringify!($name));
@@ -197,6 +201,18 @@ macro_rules! conformance {
         }
     };
 }
+
+// Again on a multi-threaded runtime, as the server runs them. SQLite's writes are then driven
+// from the writer's CPU (`colocate`) to completion: a write cannot be cut short there, so
+// `cancelled_writes_burn_no_number` runs on a single-threaded runtime only.
+conformance!(
+    @ sqlite_multi_thread,
+    postgres_multi_thread,
+    [tokio::test(flavor = "multi_thread", worker_threads = 2)],
+    concurrent_writes_settle_each_on_its_own,
+    reference_numbers_follow_each_other_and_a_lost_race_burns_none,
+    transitions_are_guarded_and_journaled,
+);
 
 conformance!(
     migrations_are_idempotent,
@@ -2062,8 +2078,8 @@ async fn email_choices_are_read_for_many_users_at_once(store: Store) {
 /// writes, each creating and sending referrals, all succeed. Each batch takes the journal's
 /// head before anything else; without that, one server's batch held the head while waiting
 /// for the year's counter, held by the other's, which waited for the head, and PostgreSQL
-/// broke the deadlock by failing a write.
-#[tokio::test]
+/// broke the deadlock by failing a write. On a multi-threaded runtime, as servers run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_on_one_postgres_database_write_without_deadlocks() {
     let Some(admin) = postgres_admin_url() else {
         eprintln!("NOTICE: INFOPARQUET_TEST_POSTGRES_URL is not set: two-server test skipped");
