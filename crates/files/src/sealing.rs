@@ -7,7 +7,8 @@
 //! Two formats, told apart by the file's first eight bytes:
 //! - `IPSEAL2`, written since the sixteenth session: AES-256-GCM (`ring`). With the processor's
 //!   AES instructions it sealed 8.8 GB/s on the benchmark machine, against 1.5 GB/s for
-//!   XChaCha20-Poly1305: 0.55 ms less CPU per 1 MiB submission (BENCHMARKS.md).
+//!   XChaCha20-Poly1305; the server's CPU per 1 MiB submission fell by 0.3–1.4 ms
+//!   (BENCHMARKS.md, sixteenth session).
 //! - `IPSEAL1`, written before: XChaCha20-Poly1305. Still read; never written.
 //!
 //! Both use the nonce layout of STREAM (`aead::stream::StreamBE32`): a random prefix, the
