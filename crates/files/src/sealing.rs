@@ -193,21 +193,12 @@ impl KeyRing {
     /// A reader of the plaintext of a sealed file, in either format.
     pub fn open<R: Read>(&self, wrapped: &str, mut sealed: R) -> Result<Unsealer<R>, SealError> {
         let file_key = self.unwrap_key(wrapped)?;
-        let mut magic = [0u8; 8];
-        sealed
-            .read_exact(&mut magic)
-            .map_err(|_| SealError::Tampered)?;
+        let magic: [u8; 8] = read_array(&mut sealed)?;
         let opener = if &magic == MAGIC_AES_GCM {
-            let mut prefix = [0u8; AES_GCM_NONCE_PREFIX];
-            sealed
-                .read_exact(&mut prefix)
-                .map_err(|_| SealError::Tampered)?;
+            let prefix = read_array(&mut sealed)?;
             Opener::AesGcm(Box::new(AesGcmStream::new(&file_key, prefix)?))
         } else if &magic == MAGIC_XCHACHA {
-            let mut prefix = [0u8; XCHACHA_NONCE_PREFIX];
-            sealed
-                .read_exact(&mut prefix)
-                .map_err(|_| SealError::Tampered)?;
+            let prefix: [u8; XCHACHA_NONCE_PREFIX] = read_array(&mut sealed)?;
             let cipher = XChaCha20Poly1305::new(&file_key.into());
             Opener::XChaCha(DecryptorBE32::from_aead(cipher, (&prefix).into()))
         } else {
@@ -221,6 +212,15 @@ impl KeyRing {
             pending: None,
         })
     }
+}
+
+/// The next `N` bytes of a sealed file's header; a file too short for them was truncated.
+fn read_array<const N: usize>(reader: &mut impl Read) -> Result<[u8; N], SealError> {
+    let mut bytes = [0u8; N];
+    reader
+        .read_exact(&mut bytes)
+        .map_err(|_| SealError::Tampered)?;
+    Ok(bytes)
 }
 
 /// STREAM over AES-256-GCM: one file's key, its nonce prefix, and the next segment's number.
@@ -248,10 +248,12 @@ impl AesGcmStream {
     /// The next segment's nonce; the counter moves on. Past 2³² segments (256 TiB) it fails
     /// rather than reuse a nonce.
     fn next_nonce(&mut self, last: bool) -> Result<ring::aead::Nonce, SealError> {
-        let mut nonce = [0u8; 12];
-        nonce[..AES_GCM_NONCE_PREFIX].copy_from_slice(&self.prefix);
-        nonce[AES_GCM_NONCE_PREFIX..11].copy_from_slice(&self.counter.to_be_bytes());
-        nonce[11] = u8::from(last);
+        let mut nonce = [0u8; ring::aead::NONCE_LEN];
+        let (prefix, rest) = nonce.split_at_mut(AES_GCM_NONCE_PREFIX);
+        let (counter, flag) = rest.split_at_mut(4);
+        prefix.copy_from_slice(&self.prefix);
+        counter.copy_from_slice(&self.counter.to_be_bytes());
+        flag[0] = u8::from(last);
         self.counter = self.counter.checked_add(1).ok_or(SealError::Tampered)?;
         Ok(ring::aead::Nonce::assume_unique_for_key(nonce))
     }
