@@ -321,7 +321,13 @@ impl Store {
     /// SQLite ignores it (one writer, eight readers).
     pub async fn connect_with(url: &str, postgres_connections: Option<u32>) -> StoreResult<Store> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let options = PgConnectOptions::from_str(url)?;
+            // No JIT compilation: PostgreSQL compiles a query whose estimated cost passes
+            // `jit_above_cost`, and this service's largest queries (a month's indicators, the
+            // reminders' round, the first statistics) take less time to run than to compile.
+            // Recounting a month of 44 000 referrals took 852 ms, 347 of them compiling, and
+            // 495 ms without (BENCHMARKS.md, seventeenth session). Set at connection, so that
+            // every connection, the writer's too, has it.
+            let options = PgConnectOptions::from_str(url)?.options([("jit", "off")]);
             let pool = PgPoolOptions::new()
                 .max_connections(
                     postgres_connections
@@ -682,6 +688,33 @@ mod writer_tests {
         assert!(entries.iter().any(|e| e.target == "write:1000"));
         assert!(store.verify_audit_chain().await.expect("verify").is_ok());
         store.ping().await.expect("ready");
+    }
+
+    /// Every PostgreSQL connection of the store, the pool's and the writer's, runs without
+    /// JIT compilation (see `Store::connect_with`).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_connections_run_without_jit() {
+        let Some(admin) = crate::testing::postgres_admin_url() else {
+            eprintln!("NOTICE: INFOPARQUET_TEST_POSTGRES_URL is not set: JIT test skipped");
+            return;
+        };
+        let (store, _) = crate::testing::fresh_postgres(&admin)
+            .await
+            .expect("postgres");
+        let crate::Writer::Postgres(pool, writer) = &store.writer else {
+            panic!("a PostgreSQL store has a PostgreSQL writer");
+        };
+        let show_jit = "SELECT current_setting('jit')";
+        let pooled: String = sqlx::query_scalar(show_jit)
+            .fetch_one(pool)
+            .await
+            .expect("pool");
+        let mut state = writer.turn().await.expect("writer");
+        let written: String = sqlx::query_scalar(show_jit)
+            .fetch_one(state.connection().expect("connection"))
+            .await
+            .expect("writer");
+        assert_eq!((pooled.as_str(), written.as_str()), ("off", "off"));
     }
 
     /// Once the store is closed, a write fails at once instead of waiting.

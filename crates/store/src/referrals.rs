@@ -533,15 +533,15 @@ async fn search_on_postgres(
     let mut tx = pool.begin().await?;
     let settings = match plan {
         // Without bitmap scans the matches cannot be read first; when the planner expects very
-        // few it prefers a (parallel, JIT-compiled) sequential scan, whose compilation alone
-        // outlasts the budget.
+        // few it prefers a parallel sequential scan, which outlasts the budget. (JIT, whose
+        // compilation alone outlasted it, is off on every connection: `Store::connect_with`.)
         MatchPlan::FromScope => {
-            "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), set_config('jit', 'off', true), \
+            "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), \
              set_config('max_parallel_workers_per_gather', '0', true), set_config('enable_bitmapscan', 'off', true), \
              set_config('enable_seqscan', 'off', true), set_config('statement_timeout', $1, true)"
         }
         MatchPlan::FromMatches => {
-            "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), set_config('jit', 'off', true), \
+            "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), \
              set_config('max_parallel_workers_per_gather', '0', true), set_config('enable_indexscan', 'off', true), \
              set_config('enable_seqscan', 'off', true)"
         }
