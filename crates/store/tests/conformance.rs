@@ -2123,3 +2123,52 @@ async fn two_servers_on_one_postgres_database_write_without_deadlocks() {
     }
     assert!(w.store.verify_audit_chain().await.expect("verify").is_ok());
 }
+
+/// The search index's pending entries, merged off the writer by the worker's round
+/// (`merge_pending_search_entries`): merged once, nothing is left the second time, and the
+/// referrals are found before and after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_search_entries_pending_in_the_index_are_merged_and_still_found() {
+    let Some(admin) = postgres_admin_url() else {
+        eprintln!("NOTICE: INFOPARQUET_TEST_POSTGRES_URL is not set: search merge test skipped");
+        return;
+    };
+    let (store, _) = fresh_postgres(&admin).await.expect("postgres");
+    let w = world(store).await;
+    let now = now();
+    for n in 0..3 {
+        let content = content(&format!("Amiante sur le chantier {n}"), Some(w.parquet.id));
+        w.store
+            .create_referral(
+                Uuid::now_v7(),
+                w.administration.id,
+                w.agent.id,
+                "draft",
+                &content,
+                now,
+                &actor(&w.agent),
+                &event("created"),
+            )
+            .await
+            .expect("draft");
+    }
+    let filter = ReferralFilter {
+        administration_id: Some(w.administration.id),
+        query: Some("amiante".into()),
+        limit: 50,
+        ..Default::default()
+    };
+    let all = vec![
+        "Amiante sur le chantier 0",
+        "Amiante sur le chantier 1",
+        "Amiante sur le chantier 2",
+    ];
+    assert_eq!(sorted_titles(&w.store, &filter).await, all, "while pending");
+    let merged = w.store.merge_pending_search_entries().await.expect("merge");
+    assert!(merged > 0, "the new entries were pending");
+    assert_eq!(
+        w.store.merge_pending_search_entries().await.expect("again"),
+        0
+    );
+    assert_eq!(sorted_titles(&w.store, &filter).await, all, "once merged");
+}

@@ -290,6 +290,9 @@ pub async fn run_worker(
                 tracing::warn!(%error, "webhook round failed; will retry");
             }
         }
+        if let Err(error) = state.store.merge_pending_search_entries().await {
+            tracing::warn!(%error, "merging the search index's pending entries failed; will retry");
+        }
         if tokio::time::Instant::now() >= refresh_at {
             let started = tokio::time::Instant::now();
             if let Err(error) = state.store.refresh_stats().await {
