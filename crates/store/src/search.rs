@@ -310,7 +310,8 @@ impl crate::Store {
                 .await;
                 match merged {
                     // Only the index's owner may merge: a deployment whose tables belong to
-                    // another role leaves it to autovacuum, as before.
+                    // another role leaves it to PostgreSQL, as before (autovacuum, or the
+                    // insert that fills the list).
                     Err(sqlx::Error::Database(error))
                         if error.code().as_deref() == Some(INSUFFICIENT_PRIVILEGE) =>
                     {

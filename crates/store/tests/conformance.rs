@@ -2138,19 +2138,7 @@ async fn postgres_search_entries_pending_in_the_index_are_merged_and_still_found
     let now = now();
     for n in 0..3 {
         let content = content(&format!("Amiante sur le chantier {n}"), Some(w.parquet.id));
-        w.store
-            .create_referral(
-                Uuid::now_v7(),
-                w.administration.id,
-                w.agent.id,
-                "draft",
-                &content,
-                now,
-                &actor(&w.agent),
-                &event("created"),
-            )
-            .await
-            .expect("draft");
+        agent_draft(&w, &content, now).await;
     }
     let filter = ReferralFilter {
         administration_id: Some(w.administration.id),
