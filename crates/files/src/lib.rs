@@ -612,6 +612,18 @@ mod tests {
         }
     }
 
+    /// Stores `content` as a network would hand it over: in chunks of `chunk` bytes.
+    async fn store_in_chunks(store: &FileStore, content: &[u8], chunk: usize) -> StoredFile {
+        let chunks: Vec<Result<Bytes, std::io::Error>> = content
+            .chunks(chunk)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        store
+            .store_stream(futures_util::stream::iter(chunks))
+            .await
+            .expect("stored")
+    }
+
     /// Direct writes cover whole blocks: every length around a block or a batch boundary must
     /// come back exactly, with a file on disk of exactly its length, written directly or not.
     #[tokio::test]
@@ -651,14 +663,7 @@ mod tests {
                 };
                 for length in lengths {
                     let content: Vec<u8> = (0..length).map(|i| (i % 253) as u8).collect();
-                    let chunks: Vec<Result<Bytes, std::io::Error>> = content
-                        .chunks(9_999)
-                        .map(|c| Ok(Bytes::copy_from_slice(c)))
-                        .collect();
-                    let stored = store
-                        .store_stream(futures_util::stream::iter(chunks))
-                        .await
-                        .expect("stored");
+                    let stored = store_in_chunks(&store, &content, 9_999).await;
                     let label = format!(
                         "{length} bytes, direct: {}, sealed: {sealed}",
                         store.writes_directly()
@@ -700,14 +705,7 @@ mod tests {
             .cycle()
             .take(2 * sealing::SEGMENT)
             .collect();
-        let chunks: Vec<Result<Bytes, std::io::Error>> = plain
-            .chunks(7_000)
-            .map(|c| Ok(Bytes::copy_from_slice(c)))
-            .collect();
-        let stored = store
-            .store_stream(futures_util::stream::iter(chunks))
-            .await
-            .expect("stored");
+        let stored = store_in_chunks(&store, &plain, 7_000).await;
         assert_eq!(stored.size, plain.len() as u64);
         assert_eq!(
             stored.sha256,
