@@ -97,6 +97,14 @@ impl AlignedBuffer {
         self.len == self.capacity
     }
 
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+
     fn content(&self) -> &[u8] {
         &self.storage[self.start..self.start + self.len]
     }
@@ -210,7 +218,7 @@ impl BatchedFile {
         let mut pending = self.pending.take().ok_or_else(Self::lost_buffer)?;
         let temp_path = self.temp_path.clone();
         let direct = self.direct;
-        let length = self.written + pending.len as u64;
+        let length = self.written + pending.len() as u64;
         let (file, mut pending) = tokio::task::spawn_blocking(move || {
             let mut file = match file {
                 Some(file) => file,
@@ -228,7 +236,7 @@ impl BatchedFile {
         .await
         .map_err(|e| FileError::Body(e.to_string()))??;
         self.written = length;
-        pending.len = 0;
+        pending.clear();
         self.file = Some(file);
         self.pending = Some(pending);
         Ok(())
