@@ -514,7 +514,12 @@ pub async fn serve(config: &Config, state: web::AppState, listen: &str) -> anyho
         std::time::Duration::from_secs(config.worker_interval_seconds.max(1)),
         worker_stopped,
     ));
-    tracing::info!(address = %listen, database = %config.database_for_display(), "Info Parquet is serving");
+    tracing::info!(
+        address = %listen,
+        database = %config.database_for_display(),
+        documents_direct_io = state.files.writes_directly(),
+        "Info Parquet is serving"
+    );
     web::serve(listener, state, shutdown_signal()).await?;
     let _ = stop_worker.send(true);
     let _ = worker.await;
