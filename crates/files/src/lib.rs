@@ -68,7 +68,6 @@ struct AlignedBuffer {
     storage: Vec<u8>,
     start: usize,
     len: usize,
-    capacity: usize,
 }
 
 impl AlignedBuffer {
@@ -80,13 +79,17 @@ impl AlignedBuffer {
             storage,
             start,
             len: 0,
-            capacity,
         }
+    }
+
+    /// The allocation's spare block covers any offset to the boundary.
+    fn capacity(&self) -> usize {
+        self.storage.len() - DIRECT_ALIGNMENT
     }
 
     /// Appends as much of `bytes` as fits and says how much that was.
     fn fill(&mut self, bytes: &[u8]) -> usize {
-        let taken = (self.capacity - self.len).min(bytes.len());
+        let taken = (self.capacity() - self.len).min(bytes.len());
         let at = self.start + self.len;
         self.storage[at..at + taken].copy_from_slice(&bytes[..taken]);
         self.len += taken;
@@ -94,7 +97,7 @@ impl AlignedBuffer {
     }
 
     fn is_full(&self) -> bool {
-        self.len == self.capacity
+        self.len == self.capacity()
     }
 
     fn len(&self) -> usize {
