@@ -55,8 +55,10 @@ const SNIFF_BYTES: usize = 512;
 /// Bytes gathered before each write to disk. File IO runs on tokio's blocking threads, and each
 /// trip there is a thread handoff: written per sealed segment (64 KiB), a 1 MiB document took
 /// about twenty, and under 16 submitting clients those handoffs cost more CPU than the
-/// writes. Batched, a 1 MiB document takes two; memory stays bounded by this size per upload.
-const WRITE_BATCH: usize = 512 * 1024;
+/// writes. Memory stays bounded by this size per upload. At 512 KiB, a sealed 1 MiB document
+/// (1 MiB and a few hundred bytes) took three trips; at 1 MiB it takes two, and the server
+/// made 2.7 fewer context switches per submission (BENCHMARKS.md, nineteenth session).
+const WRITE_BATCH: usize = 1024 * 1024;
 
 /// What direct IO asks of each write: its buffer, its offset in the file and its length are
 /// multiples of the disk's logical block size. 4096 covers the block sizes in use.

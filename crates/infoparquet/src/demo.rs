@@ -507,7 +507,7 @@ async fn seed_one(
         let stored = state.files.store_bytes(pdf).await?;
         as_agent
             .record_attachment(
-                &referral,
+                &store::ReferralAccess::of(&referral),
                 stored,
                 &format!("piece-{number}-{}.pdf", administration.slug),
                 Some("application/pdf"),

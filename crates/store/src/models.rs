@@ -214,6 +214,35 @@ pub struct ReferralRow {
     pub notice_signature: Option<String>,
 }
 
+/// What decides who may act on a referral and how (`Store::referral_access`): its status, its
+/// sender and parquet, and whether its administration validates before sending. A request
+/// that only needs to check an action (a document's upload) reads this, not the whole referral.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct ReferralAccess {
+    pub id: Uuid,
+    pub status: String,
+    pub administration_id: Uuid,
+    pub author_id: Uuid,
+    pub parquet_id: Option<Uuid>,
+    pub status_before_complement: Option<String>,
+    pub administration_requires_validation: bool,
+}
+
+impl ReferralAccess {
+    /// The same facts, from a referral already read whole.
+    pub fn of(referral: &Referral) -> ReferralAccess {
+        ReferralAccess {
+            id: referral.row.id,
+            status: referral.row.status.clone(),
+            administration_id: referral.row.administration_id,
+            author_id: referral.row.author_id,
+            parquet_id: referral.row.parquet_id,
+            status_before_complement: referral.row.status_before_complement.clone(),
+            administration_requires_validation: referral.administration.requires_validation,
+        }
+    }
+}
+
 /// A referral with everything attached to it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Referral {

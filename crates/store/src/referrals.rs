@@ -702,6 +702,19 @@ impl Store {
         Ok(updated)
     }
 
+    /// The few columns that decide access to a referral and the actions on it (see
+    /// `ReferralAccess`): one row by its key and its administration's by its key, where the whole
+    /// referral also aggregates its offences, parties and documents.
+    pub async fn referral_access(&self, id: Uuid) -> StoreResult<Option<crate::ReferralAccess>> {
+        let sql = "SELECT r.id, r.status, r.administration_id, r.author_id, r.parquet_id, r.status_before_complement, \
+                   a.requires_validation AS administration_requires_validation \
+                   FROM referrals r JOIN organisations a ON a.id = r.administration_id WHERE r.id = $1";
+        Ok(on_pool!(self, |pool| sqlx::query_as(sql)
+            .bind(id)
+            .fetch_optional(pool)
+            .await)?)
+    }
+
     /// A referral with its organisations, offences, parties and attachments.
     pub async fn referral(&self, id: Uuid) -> StoreResult<Option<Referral>> {
         use sqlx::{FromRow, Row};

@@ -666,6 +666,17 @@ async fn referral_drafts_children_and_updates(store: Store) {
     assert_eq!(referral.row.title, "Tromperie aggravée");
     assert_eq!(referral.offence_codes, vec![7164]);
     assert!(referral.parties.is_empty());
+    // What decides access, read on its own, says what the whole referral says.
+    let access = w.store.referral_access(id).await.expect("access");
+    assert_eq!(access, Some(store::ReferralAccess::of(&referral)));
+    assert_eq!(
+        access.map(|a| (a.parquet_id, a.author_id)),
+        Some((Some(w.parquet.id), w.agent.id))
+    );
+    assert_eq!(
+        w.store.referral_access(Uuid::now_v7()).await.expect("none"),
+        None
+    );
     assert_eq!(referral.parquet.map(|p| p.id), Some(w.parquet.id));
 
     let attachment = Attachment {

@@ -17,8 +17,8 @@ use domain::{
 use rand::Rng;
 use serde::{Deserialize, Deserializer};
 use store::{
-    Decision, Judgement, KnownCommune, Message, NewEvent, Party, Referral, ReferralContent,
-    ReferralParquet, ReferralUpdate,
+    Decision, Judgement, KnownCommune, Message, NewEvent, Party, Referral, ReferralAccess,
+    ReferralContent, ReferralParquet, ReferralUpdate,
 };
 use uuid::Uuid;
 
@@ -139,18 +139,34 @@ impl<'a> ReferralService<'a> {
             .referral(id)
             .await?
             .ok_or(AppError::NotFound)?;
-        let status = Status::parse(&referral.row.status)
-            .ok_or_else(|| AppError::Internal("unknown status".into()))?;
+        self.visible(&ReferralAccess::of(&referral))?;
+        Ok(referral)
+    }
+
+    /// `load` for a request that only checks an action: the facts access depends on, not the
+    /// whole referral. The same 404 when the caller may not see it.
+    pub async fn load_access(&self, id: Uuid) -> Result<ReferralAccess, AppError> {
+        let access = self
+            .state
+            .store
+            .referral_access(id)
+            .await?
+            .ok_or(AppError::NotFound)?;
+        self.visible(&access)?;
+        Ok(access)
+    }
+
+    fn visible(&self, access: &ReferralAccess) -> Result<(), AppError> {
         let scope = ReferralScope {
-            administration_id: referral.row.administration_id,
-            author_id: referral.row.author_id,
-            parquet_id: referral.row.parquet_id,
-            status,
+            administration_id: access.administration_id,
+            author_id: access.author_id,
+            parquet_id: access.parquet_id,
+            status: Self::status_of(&access.status)?,
         };
         if !can_see_referral(&self.user.actor(), &scope) {
             return Err(AppError::NotFound);
         }
-        Ok(referral)
+        Ok(())
     }
 
     /// The notifications and e-mails an event causes.
@@ -251,23 +267,29 @@ impl<'a> ReferralService<'a> {
         Ok(())
     }
 
-    fn status_of(referral: &Referral) -> Result<Status, AppError> {
-        Status::parse(&referral.row.status)
-            .ok_or_else(|| AppError::Internal("unknown status".into()))
+    fn status_of(status: &str) -> Result<Status, AppError> {
+        Status::parse(status).ok_or_else(|| AppError::Internal("unknown status".into()))
     }
 
     /// Asks the transition table; returns the status the action leads to.
     fn check(&self, referral: &Referral, action: Action) -> Result<Status, AppError> {
-        let status = Self::status_of(referral)?;
+        self.check_access(&ReferralAccess::of(referral), action)
+    }
+
+    fn check_access(&self, access: &ReferralAccess, action: Action) -> Result<Status, AppError> {
         let context = TransitionContext {
-            service_requires_validation: referral.administration.requires_validation,
-            status_before_complement: referral
-                .row
+            service_requires_validation: access.administration_requires_validation,
+            status_before_complement: access
                 .status_before_complement
                 .as_deref()
                 .and_then(Status::parse),
         };
-        Ok(transition(status, action, self.user.role, context)?)
+        Ok(transition(
+            Self::status_of(&access.status)?,
+            action,
+            self.user.role,
+            context,
+        )?)
     }
 
     async fn apply(
@@ -1208,7 +1230,7 @@ impl<'a> ReferralService<'a> {
 
     pub async fn judgement(&self, id: Uuid, input: JudgementInput) -> Result<Referral, AppError> {
         let referral = self.load(id).await?;
-        let status = Self::status_of(&referral)?;
+        let status = Self::status_of(&referral.row.status)?;
         let appeal = input.appeal.unwrap_or(false);
         let outcome = JudgementOutcome::parse(&input.outcome).ok_or_else(|| {
             AppError::invalid(
@@ -1408,15 +1430,15 @@ impl<'a> ReferralService<'a> {
     }
 
     /// Checks that the caller may add a document now (before streaming it).
-    pub async fn can_add_attachment(&self, id: Uuid) -> Result<Referral, AppError> {
-        let referral = self.load(id).await?;
-        self.check(&referral, Action::AddAttachment)?;
-        Ok(referral)
+    pub async fn can_add_attachment(&self, id: Uuid) -> Result<ReferralAccess, AppError> {
+        let access = self.load_access(id).await?;
+        self.check_access(&access, Action::AddAttachment)?;
+        Ok(access)
     }
 
     pub async fn record_attachment(
         &self,
-        referral: &Referral,
+        referral: &ReferralAccess,
         stored: files::StoredFile,
         filename: &str,
         declared_type: Option<&str>,
@@ -1424,10 +1446,10 @@ impl<'a> ReferralService<'a> {
     ) -> Result<store::Attachment, AppError> {
         let now = self.state.now();
         let filename = files::sanitize_filename(filename);
-        let is_draft = referral.row.status == Status::Draft.as_str();
+        let is_draft = referral.status == Status::Draft.as_str();
         let attachment = store::Attachment {
             id: Uuid::now_v7(),
-            referral_id: referral.row.id,
+            referral_id: referral.id,
             filename: filename.clone(),
             media_type: files::sniff_media_type(&stored.head, declared_type),
             size: stored.size as i64,

@@ -801,7 +801,9 @@ async fn upload(
                     Err(files::FileError::Empty) => continue,
                     Err(error) => {
                         let error = AppError::from(error);
-                        return if referral.row.status == Status::Draft.as_str() {
+                        return if referral.status == Status::Draft.as_str() {
+                            // Read whole only here, to show the draft's documents step again.
+                            let referral = service.load(id).await?;
                             redisplay(
                                 &state,
                                 &user,
@@ -833,7 +835,7 @@ async fn upload(
         }
     }
     let _ = added;
-    if referral.row.status == Status::Draft.as_str() {
+    if referral.status == Status::Draft.as_str() {
         Ok(Redirect::to(&format!("/saisines/{id}/brouillon/pieces")).into_response())
     } else {
         Ok(Redirect::to(&format!("/saisines/{id}?fait=pieces")).into_response())
