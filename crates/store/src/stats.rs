@@ -294,8 +294,15 @@ impl Store {
             return Ok(());
         };
         let facts = self.facts_sent_between(from, to).await?;
-        let cells = domain::stats::cells_of(&facts);
-        let rows = month_rows(month, &cells).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+        // Counting is CPU work that grows with the month: 55 ms for 10 000 referrals and 220 ms
+        // for 36 000 on the benchmark machine. On a runtime worker (one of two there) it would
+        // hold back every request queued behind it; on a blocking thread it only takes a CPU.
+        let rows = tokio::task::spawn_blocking(move || {
+            month_rows(month, &domain::stats::cells_of(&facts))
+        })
+        .await
+        .map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))?
+        .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
         on_writer!(self, |conn, Db| {
             let mut tx = conn.begin().await?;
             sqlx::query("DELETE FROM stats_months WHERE month = $1")
