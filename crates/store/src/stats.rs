@@ -295,8 +295,9 @@ impl Store {
         };
         let facts = self.facts_sent_between(from, to).await?;
         // Counting is CPU work that grows with the month: 55 ms for 10 000 referrals and 220 ms
-        // for 36 000 on the benchmark machine. On a runtime worker (one of two there) it would
-        // hold back every request queued behind it; on a blocking thread it only takes a CPU.
+        // for 36 000 on the benchmark machine. On a runtime worker (one of two there), the tasks
+        // queued on that worker wait until the other one steals them, the writer's among them;
+        // on a blocking thread it only takes a CPU.
         let rows = tokio::task::spawn_blocking(move || {
             month_rows(month, &domain::stats::cells_of(&facts))
         })

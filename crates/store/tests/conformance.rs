@@ -677,6 +677,21 @@ async fn referral_drafts_children_and_updates(store: Store) {
         w.store.referral_access(Uuid::now_v7()).await.expect("none"),
         None
     );
+    // The validation flag comes from the referral's administration (every fixture has it off).
+    // Ids are text on PostgreSQL and blobs on SQLite: the row is found through the referral.
+    let validating = |on: bool| {
+        format!(
+            "UPDATE organisations SET requires_validation = {on} \
+             WHERE id IN (SELECT administration_id FROM referrals)"
+        )
+    };
+    raw(&w.store, &validating(true)).await;
+    let access = w.store.referral_access(id).await.expect("access");
+    assert_eq!(
+        access.map(|a| a.administration_requires_validation),
+        Some(true)
+    );
+    raw(&w.store, &validating(false)).await;
     assert_eq!(referral.parquet.map(|p| p.id), Some(w.parquet.id));
 
     let attachment = Attachment {
