@@ -8,7 +8,7 @@
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
 use chrono_tz::Europe::Paris;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
@@ -208,22 +208,49 @@ fn seconds_of(bucket: u16) -> f64 {
     }
 }
 
-/// The delays of one cell, as they are built: bucket → count.
+/// The delays of one cell, as they are built: bucket → count. Counts are signed while a cell is
+/// being changed (a referral's previous delays taken out, its new ones added); only positive
+/// ones are encoded.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DelayHistogram {
-    buckets: BTreeMap<u16, u32>,
+    buckets: BTreeMap<u16, i64>,
 }
 
 impl DelayHistogram {
     pub fn record(&mut self, delay: Duration) {
         let seconds = u64::try_from(delay.num_seconds()).unwrap_or(0);
-        *self.buckets.entry(bucket_of(seconds)).or_default() += 1;
+        self.add(bucket_of(seconds), 1);
+    }
+
+    fn add(&mut self, bucket: u16, count: i64) {
+        let entry = self.buckets.entry(bucket).or_default();
+        *entry += count;
+        if *entry == 0 {
+            self.buckets.remove(&bucket);
+        }
+    }
+
+    /// Reads back what `encode` wrote; a truncated trailing entry (damaged storage) is ignored.
+    pub fn decode(encoded: &[u8]) -> DelayHistogram {
+        let mut histogram = DelayHistogram::default();
+        for entry in encoded.chunks_exact(6) {
+            let bucket = u16::from_le_bytes([entry[0], entry[1]]);
+            let count = u32::from_le_bytes([entry[2], entry[3], entry[4], entry[5]]);
+            histogram.add(bucket, i64::from(count));
+        }
+        histogram
     }
 
     /// Six bytes per bucket: the bucket (u16) and its count (u32), little-endian.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.buckets.len() * 6);
         for (bucket, count) in &self.buckets {
+            let Ok(count) = u32::try_from(*count) else {
+                continue;
+            };
+            if count == 0 {
+                continue;
+            }
             out.extend_from_slice(&bucket.to_le_bytes());
             out.extend_from_slice(&count.to_le_bytes());
         }
@@ -325,20 +352,32 @@ const DECIDED_STATUSES: [&str; 7] = [
     "closed",
 ];
 
-#[derive(Default)]
-struct CellBuilder {
-    counts: Counts,
-    to_acknowledgement: DelayHistogram,
-    to_registration: DelayHistogram,
-    to_decision: DelayHistogram,
+/// What one sent referral adds to the cells of its month. The store keeps it beside the
+/// referral, so that when the referral changes the worker takes exactly this back out of the
+/// cells and adds what the referral now counts as, instead of recounting its whole month.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contribution {
+    /// The month it was sent in, which never changes once it is sent.
+    pub month: i32,
+    kind: String,
+    /// "1" crime, "2" délit, "3" contravention, "" unqualified.
+    gravity: String,
+    administration_id: Uuid,
+    parquet_id: Option<Uuid>,
+    decided: bool,
+    dismissed: bool,
+    urgent: bool,
+    in_time: bool,
+    /// The reason of a dismissal ("?" when none was given); `None` when not dismissed.
+    reason: Option<String>,
+    /// Delay buckets (see `bucket_of`), from sending.
+    to_acknowledgement: Option<u16>,
+    to_registration: Option<u16>,
+    to_decision: Option<u16>,
 }
 
-/// The cells the given referrals make: each referral counts in its month, nationally, for its
-/// administration and for its parquet, in the total and in each breakdown.
-pub fn cells_of(facts: &[ReferralFacts]) -> Vec<Cell> {
-    let mut cells: BTreeMap<(i32, Scope, Axis, String), CellBuilder> = BTreeMap::new();
-    for f in facts {
-        let month = month_of(f.submitted_at);
+impl Contribution {
+    pub fn of(f: &ReferralFacts) -> Contribution {
         let decided = f.decided_at.is_some() && DECIDED_STATUSES.contains(&f.status.as_str());
         let dismissed = decided && f.decision_kind.as_deref() == Some("dismissal");
         let urgent = f.urgency == "urgent" || f.urgency == "immediate";
@@ -347,57 +386,166 @@ pub fn cells_of(facts: &[ReferralFacts]) -> Vec<Cell> {
                 f.acknowledge_within
                     .is_some_and(|within| at - f.submitted_at <= within)
             });
-        let gravity = f.gravity.map(|g| g.to_string()).unwrap_or_default();
-        let mut scopes = vec![Scope::National, Scope::Administration(f.administration_id)];
-        scopes.extend(f.parquet_id.map(Scope::Parquet));
-        for scope in scopes {
-            let mut axes = vec![
-                (Axis::Total, String::new()),
-                (Axis::Kind, f.kind.clone()),
-                (Axis::OffenceNature, gravity.clone()),
-            ];
+        let delay = |at: DateTime<Utc>| {
+            bucket_of(u64::try_from((at - f.submitted_at).num_seconds()).unwrap_or(0))
+        };
+        Contribution {
+            month: month_of(f.submitted_at),
+            kind: f.kind.clone(),
+            gravity: f.gravity.map(|g| g.to_string()).unwrap_or_default(),
+            administration_id: f.administration_id,
+            parquet_id: f.parquet_id,
+            decided,
+            dismissed,
+            urgent,
+            in_time,
+            reason: dismissed.then(|| f.reason_code.clone().unwrap_or_else(|| "?".into())),
+            to_acknowledgement: f.acknowledged_at.map(delay),
+            to_registration: f.registered_at.map(delay),
+            to_decision: f.decided_at.filter(|_| decided).map(delay),
+        }
+    }
+
+    /// The scopes it counts in: nationally, for its administration and for its parquet.
+    pub fn scopes(&self) -> impl Iterator<Item = Scope> {
+        [
+            Scope::National,
+            Scope::Administration(self.administration_id),
+        ]
+        .into_iter()
+        .chain(self.parquet_id.map(Scope::Parquet))
+    }
+
+    /// Calls `cell` with each (scope, axis, value) it counts in: in each scope, the total and
+    /// each breakdown.
+    fn for_each_cell(&self, mut cell: impl FnMut(Scope, Axis, &str)) {
+        let administration = self.administration_id.to_string();
+        let parquet = self.parquet_id.map(|id| id.to_string());
+        for scope in self.scopes() {
+            cell(scope, Axis::Total, "");
+            cell(scope, Axis::Kind, &self.kind);
+            cell(scope, Axis::OffenceNature, &self.gravity);
             if !matches!(scope, Scope::Administration(_)) {
-                axes.push((Axis::Administration, f.administration_id.to_string()));
+                cell(scope, Axis::Administration, &administration);
             }
-            if let (false, Some(parquet)) = (matches!(scope, Scope::Parquet(_)), f.parquet_id) {
-                axes.push((Axis::Parquet, parquet.to_string()));
+            if let (false, Some(parquet)) = (matches!(scope, Scope::Parquet(_)), &parquet) {
+                cell(scope, Axis::Parquet, parquet);
             }
-            if dismissed {
-                let reason = f.reason_code.clone().unwrap_or_else(|| "?".into());
-                axes.push((Axis::DismissalReason, reason));
-            }
-            for (axis, value) in axes {
-                let cell = cells.entry((month, scope, axis, value)).or_default();
-                cell.counts.received += 1;
-                cell.counts.decided += i64::from(decided);
-                cell.counts.dismissed += i64::from(dismissed);
-                cell.counts.urgent += i64::from(urgent);
-                cell.counts.urgent_in_time += i64::from(in_time);
-                if let Some(at) = f.acknowledged_at {
-                    cell.to_acknowledgement.record(at - f.submitted_at);
-                }
-                if let Some(at) = f.registered_at {
-                    cell.to_registration.record(at - f.submitted_at);
-                }
-                if let (true, Some(at)) = (decided, f.decided_at) {
-                    cell.to_decision.record(at - f.submitted_at);
-                }
+            if let Some(reason) = &self.reason {
+                cell(scope, Axis::DismissalReason, reason);
             }
         }
     }
-    cells
-        .into_iter()
-        .map(|((month, scope, axis, value), built)| Cell {
-            month,
-            scope,
-            axis,
-            value,
-            counts: built.counts,
-            to_acknowledgement: built.to_acknowledgement.encode(),
-            to_registration: built.to_registration.encode(),
-            to_decision: built.to_decision.encode(),
-        })
-        .collect()
+}
+
+#[derive(Default)]
+struct CellBuilder {
+    counts: Counts,
+    to_acknowledgement: DelayHistogram,
+    to_registration: DelayHistogram,
+    to_decision: DelayHistogram,
+}
+
+impl CellBuilder {
+    /// Adds (`sign` 1) or takes out (`sign` -1) one referral.
+    fn apply(&mut self, c: &Contribution, sign: i64) {
+        self.counts.received += sign;
+        self.counts.decided += sign * i64::from(c.decided);
+        self.counts.dismissed += sign * i64::from(c.dismissed);
+        self.counts.urgent += sign * i64::from(c.urgent);
+        self.counts.urgent_in_time += sign * i64::from(c.in_time);
+        for (histogram, bucket) in [
+            (&mut self.to_acknowledgement, c.to_acknowledgement),
+            (&mut self.to_registration, c.to_registration),
+            (&mut self.to_decision, c.to_decision),
+        ] {
+            if let Some(bucket) = bucket {
+                histogram.add(bucket, sign);
+            }
+        }
+    }
+}
+
+/// Cells being built or changed: referrals added to them and taken out of them. Keyed in two
+/// levels so that finding a cell borrows its value instead of allocating one.
+#[derive(Default)]
+pub struct CellSet {
+    cells: BTreeMap<(i32, Scope, Axis), BTreeMap<String, CellBuilder>>,
+}
+
+impl CellSet {
+    /// Starts from stored cells, to change them.
+    pub fn from_cells(cells: impl IntoIterator<Item = Cell>) -> CellSet {
+        let mut set = CellSet::default();
+        for cell in cells {
+            set.cells
+                .entry((cell.month, cell.scope, cell.axis))
+                .or_default()
+                .insert(
+                    cell.value,
+                    CellBuilder {
+                        counts: cell.counts,
+                        to_acknowledgement: DelayHistogram::decode(&cell.to_acknowledgement),
+                        to_registration: DelayHistogram::decode(&cell.to_registration),
+                        to_decision: DelayHistogram::decode(&cell.to_decision),
+                    },
+                );
+        }
+        set
+    }
+
+    pub fn add(&mut self, contribution: &Contribution) {
+        self.apply(contribution, 1);
+    }
+
+    /// Takes out a contribution added earlier.
+    pub fn remove(&mut self, contribution: &Contribution) {
+        self.apply(contribution, -1);
+    }
+
+    fn apply(&mut self, c: &Contribution, sign: i64) {
+        c.for_each_cell(|scope, axis, value| {
+            let values = self.cells.entry((c.month, scope, axis)).or_default();
+            match values.get_mut(value) {
+                Some(cell) => cell.apply(c, sign),
+                None => values.entry(value.to_string()).or_default().apply(c, sign),
+            }
+        });
+    }
+
+    /// The cells, ordered by month, scope, axis and value; a cell no referral counts in any
+    /// more is left out.
+    pub fn into_cells(self) -> Vec<Cell> {
+        let mut out = Vec::new();
+        for ((month, scope, axis), values) in self.cells {
+            for (value, built) in values {
+                if built.counts.received <= 0 {
+                    continue;
+                }
+                out.push(Cell {
+                    month,
+                    scope,
+                    axis,
+                    value,
+                    counts: built.counts,
+                    to_acknowledgement: built.to_acknowledgement.encode(),
+                    to_registration: built.to_registration.encode(),
+                    to_decision: built.to_decision.encode(),
+                });
+            }
+        }
+        out
+    }
+}
+
+/// The cells the given referrals make: each referral counts in its month, nationally, for its
+/// administration and for its parquet, in the total and in each breakdown.
+pub fn cells_of(facts: &[ReferralFacts]) -> Vec<Cell> {
+    let mut set = CellSet::default();
+    for f in facts {
+        set.add(&Contribution::of(f));
+    }
+    set.into_cells()
 }
 
 /// Median and 90th percentile of a delay, in hours.
@@ -785,6 +933,75 @@ mod tests {
         merged.add_encoded(&encoded);
         assert_eq!(merged.count(), 1);
         assert_eq!(merged.percentile_hours(50.0), Some(60.0 / 3600.0));
+    }
+
+    /// Varied facts from a seed: every field that changes a contribution takes several values.
+    fn varied_fact(seed: u64) -> ReferralFacts {
+        let pick = |n: u64, shift: u32| (seed.wrapping_mul(6_364_136_223_846_793_005) >> shift) % n;
+        let sent = at(1 + pick(28, 7) as u32, pick(24, 13) as u32);
+        let hours = |shift| Duration::minutes(1 + pick(10_000, shift) as i64);
+        let decided = pick(3, 17) == 0;
+        let dismissed = decided && pick(2, 19) == 0;
+        let mut f = fact(
+            ["normal", "urgent", "immediate"][pick(3, 23) as usize],
+            "registered",
+            sent,
+        );
+        f.kind = ["article_40", "pv", "signalement"][pick(3, 29) as usize].into();
+        f.gravity = [None, Some(1), Some(2), Some(3)][pick(4, 31) as usize];
+        f.administration_id = Uuid::from_u128(10 + u128::from(pick(3, 37)));
+        f.parquet_id = [None, Some(BLOIS), Some(LILLE)][pick(3, 41) as usize];
+        f.acknowledged_at = (pick(2, 43) == 0).then(|| sent + hours(3));
+        f.registered_at = (pick(2, 47) == 0).then(|| sent + hours(5));
+        if decided {
+            f.status = if dismissed { "dismissed" } else { "prosecuted" }.into();
+            f.decided_at = Some(sent + hours(11));
+            f.decision_kind = Some(
+                if dismissed {
+                    "dismissal"
+                } else {
+                    "prosecution"
+                }
+                .into(),
+            );
+            f.reason_code = (pick(2, 53) == 0).then(|| format!("R{}", pick(4, 59)));
+        }
+        f
+    }
+
+    #[test]
+    fn changing_referrals_in_place_gives_the_cells_of_a_full_count() {
+        let before: Vec<ReferralFacts> = (1..=300u64).map(varied_fact).collect();
+        // A third of the referrals change (decided, moved to another parquet, …), as a
+        // timeline does; the others stay.
+        let after: Vec<ReferralFacts> = before
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                if i % 3 == 0 {
+                    let mut changed = varied_fact(10_000 + i as u64);
+                    changed.submitted_at = f.submitted_at;
+                    changed
+                } else {
+                    f.clone()
+                }
+            })
+            .collect();
+        let mut cells = CellSet::from_cells(cells_of(&before));
+        for (old, new) in before.iter().zip(&after) {
+            cells.remove(&Contribution::of(old));
+            cells.add(&Contribution::of(new));
+        }
+        let changed = cells.into_cells();
+        assert_ne!(changed, cells_of(&before), "the changes must show");
+        assert_eq!(changed, cells_of(&after));
+
+        // Taking every referral out leaves no cell at all.
+        let mut emptied = CellSet::from_cells(cells_of(&after));
+        for f in &after {
+            emptied.remove(&Contribution::of(f));
+        }
+        assert!(emptied.into_cells().is_empty());
     }
 
     #[test]

@@ -199,8 +199,7 @@ pub async fn seed_scale(store: &Store, count: usize) -> anyhow::Result<Seeded> {
     let seeding = started.elapsed().as_secs_f64();
     // Bulk rows bypass the timeline: their indicators' cells are built once, here.
     let counting = std::time::Instant::now();
-    store.queue_all_for_stats().await?;
-    store.refresh_stats().await?;
+    store.recount_stats().await?;
     let stats_seconds = counting.elapsed().as_secs_f64();
     store.analyze().await?;
     Ok(Seeded {

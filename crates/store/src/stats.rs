@@ -1,12 +1,16 @@
 //! Storage of the indicators' monthly cells (see `domain::stats`). Every timeline entry queues
-//! its referral in `stats_changes` within its own transaction, so no change can be missed; the
-//! worker then recomputes the cells of the months those referrals were sent in. The cells of
-//! one scope and month are stored in one row (`stats_months`), encoded, so that a page over ten
-//! years reads 120 rows, not 28 000.
+//! its referral in `stats_changes` within its own transaction, so no change can be missed. The
+//! worker then reads what each queued referral counts as now, takes what it was last counted as
+//! (`stats_counted`) out of its month's cells and adds the new one; a month with many queued
+//! referrals (after a bulk load) is counted afresh, whole. The cells of one scope and month are
+//! stored in one row (`stats_months`), encoded, so that a page over ten years reads 120 rows,
+//! not 28 000.
 
 use crate::{on_pool, on_writer, Store, StoreResult};
 use chrono::{DateTime, NaiveDate, Utc};
-use domain::stats::{Axis, Cell, Counts, OpenReferrals, ReferralFacts, Scope};
+use domain::stats::{
+    Axis, Cell, CellSet, Contribution, Counts, OpenReferrals, ReferralFacts, Scope,
+};
 use sqlx::types::Json;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -34,6 +38,7 @@ impl StatsFilter {
 
 #[derive(sqlx::FromRow)]
 struct FactsRow {
+    id: Uuid,
     kind: String,
     gravity: Option<i64>,
     administration_id: Uuid,
@@ -160,7 +165,99 @@ fn decode_cells(
 #[derive(sqlx::FromRow)]
 struct ChangeRow {
     id: i64,
+    referral_id: Uuid,
     submitted_at: Option<DateTime<Utc>>,
+}
+
+impl FactsRow {
+    fn into_facts(self, defaults: &crate::ParquetSettings) -> (Uuid, ReferralFacts) {
+        let acknowledge_within = match self.urgency.as_str() {
+            "immediate" => Some(chrono::Duration::minutes(
+                self.immediate_acknowledge_minutes
+                    .unwrap_or(defaults.immediate_acknowledge_minutes)
+                    .max(1),
+            )),
+            "urgent" => Some(chrono::Duration::hours(
+                self.urgent_acknowledge_hours
+                    .unwrap_or(defaults.urgent_acknowledge_hours)
+                    .max(1),
+            )),
+            _ => None,
+        };
+        let facts = ReferralFacts {
+            kind: self.kind,
+            gravity: self.gravity,
+            administration_id: self.administration_id,
+            parquet_id: self.parquet_id,
+            urgency: self.urgency,
+            status: self.status,
+            submitted_at: self.submitted_at,
+            acknowledged_at: self.acknowledged_at,
+            registered_at: self.registered_at,
+            decided_at: self.decided_at,
+            decision_kind: self.decision.as_ref().map(|d| d.0.kind.clone()),
+            reason_code: self.decision.and_then(|d| d.0.reason_code),
+            acknowledge_within,
+        };
+        (self.id, facts)
+    }
+}
+
+/// The facts of referrals, then the condition saying which.
+const FACTS_OF_REFERRALS: &str = "SELECT r.id, r.kind, r.urgency, r.status, r.submitted_at, r.acknowledged_at, \
+     r.registered_at, r.decided_at, r.decision, r.administration_id, r.parquet_id, \
+     CAST(s.immediate_acknowledge_minutes AS BIGINT) AS immediate_acknowledge_minutes, \
+     CAST(s.urgent_acknowledge_hours AS BIGINT) AS urgent_acknowledge_hours, \
+     CAST((SELECT MIN(CASE WHEN LOWER(o.nature) LIKE 'crime%' THEN 1 WHEN LOWER(o.nature) LIKE 'd_lit%' THEN 2 ELSE 3 END) \
+        FROM referral_offences ro JOIN offences o ON o.code = ro.code WHERE ro.referral_id = r.id) AS BIGINT) AS gravity \
+     FROM referrals r LEFT JOIN parquet_settings s ON s.parquet_id = r.parquet_id WHERE ";
+
+/// A month with at least this many queued referrals is counted afresh, whole: after a bulk
+/// load, reading the month once is cheaper than taking each referral out and back in. The
+/// worker's rounds (every few seconds) stay far under it.
+const RECOUNT_MONTH_FROM: usize = 5_000;
+
+fn encode_contribution(contribution: &Contribution) -> Result<Vec<u8>, sqlx::Error> {
+    postcard::to_allocvec(contribution).map_err(|e| sqlx::Error::Encode(Box::new(e)))
+}
+
+/// A stored contribution that does not decode can only come from damaged storage.
+fn decode_contribution(encoded: &[u8]) -> Result<Contribution, sqlx::Error> {
+    postcard::from_bytes(encoded).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+/// What one writing step of a refresh replaces, in one transaction.
+struct CellsWrite {
+    month: i32,
+    /// `None`: the whole month, its rows and its referrals' contributions. Otherwise, the rows
+    /// of these scopes (by id) in that month, and the contributions of `referrals`.
+    scope_ids: Option<Vec<Uuid>>,
+    referrals: Vec<Uuid>,
+    rows: Vec<MonthRow>,
+    /// The referrals' new contributions, encoded.
+    counted: Vec<(Uuid, Vec<u8>)>,
+}
+
+/// The referrals of one month whose contribution changed: what to take out, what to add.
+#[derive(Default)]
+struct MonthChanges {
+    referrals: Vec<Uuid>,
+    removed: Vec<Contribution>,
+    added: Vec<(Uuid, Contribution)>,
+}
+
+impl MonthChanges {
+    /// The scopes whose rows change (by id: the national one is the nil id).
+    fn scope_ids(&self) -> Vec<Uuid> {
+        let scopes: BTreeSet<Uuid> = self
+            .removed
+            .iter()
+            .chain(self.added.iter().map(|(_, c)| c))
+            .flat_map(|c| c.scopes())
+            .map(Scope::id)
+            .collect();
+        scopes.into_iter().collect()
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -182,65 +279,100 @@ impl Store {
         &self,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
-    ) -> StoreResult<Vec<ReferralFacts>> {
-        let rows: Vec<FactsRow> = on_pool!(self, |pool| {
-            sqlx::query_as(
-                "SELECT r.kind, r.urgency, r.status, r.submitted_at, r.acknowledged_at, r.registered_at, r.decided_at, \
-                 r.decision, r.administration_id, r.parquet_id, \
-                 CAST(s.immediate_acknowledge_minutes AS BIGINT) AS immediate_acknowledge_minutes, \
-                 CAST(s.urgent_acknowledge_hours AS BIGINT) AS urgent_acknowledge_hours, \
-                 CAST((SELECT MIN(CASE WHEN LOWER(o.nature) LIKE 'crime%' THEN 1 WHEN LOWER(o.nature) LIKE 'd_lit%' THEN 2 ELSE 3 END) \
-                    FROM referral_offences ro JOIN offences o ON o.code = ro.code WHERE ro.referral_id = r.id) AS BIGINT) AS gravity \
-                 FROM referrals r LEFT JOIN parquet_settings s ON s.parquet_id = r.parquet_id \
-                 WHERE r.submitted_at >= $1 AND r.submitted_at < $2",
-            )
-            .bind(from)
-            .bind(to)
-            .fetch_all(pool)
-            .await
+    ) -> StoreResult<Vec<(Uuid, ReferralFacts)>> {
+        let rows: Vec<FactsRow> = on_pool!(self, |pool, Db| {
+            let mut q = sqlx::QueryBuilder::<Db>::new(FACTS_OF_REFERRALS);
+            q.push("r.submitted_at >= ")
+                .push_bind(from)
+                .push(" AND r.submitted_at < ")
+                .push_bind(to);
+            q.build_query_as().fetch_all(pool).await
         })?;
         let defaults = crate::ParquetSettings::default();
-        Ok(rows
-            .into_iter()
-            .map(|r| {
-                let acknowledge_within = match r.urgency.as_str() {
-                    "immediate" => Some(chrono::Duration::minutes(
-                        r.immediate_acknowledge_minutes
-                            .unwrap_or(defaults.immediate_acknowledge_minutes)
-                            .max(1),
-                    )),
-                    "urgent" => Some(chrono::Duration::hours(
-                        r.urgent_acknowledge_hours
-                            .unwrap_or(defaults.urgent_acknowledge_hours)
-                            .max(1),
-                    )),
-                    _ => None,
-                };
-                ReferralFacts {
-                    kind: r.kind,
-                    gravity: r.gravity,
-                    administration_id: r.administration_id,
-                    parquet_id: r.parquet_id,
-                    urgency: r.urgency,
-                    status: r.status,
-                    submitted_at: r.submitted_at,
-                    acknowledged_at: r.acknowledged_at,
-                    registered_at: r.registered_at,
-                    decided_at: r.decided_at,
-                    decision_kind: r.decision.as_ref().map(|d| d.0.kind.clone()),
-                    reason_code: r.decision.and_then(|d| d.0.reason_code),
-                    acknowledge_within,
-                }
-            })
-            .collect())
+        Ok(rows.into_iter().map(|r| r.into_facts(&defaults)).collect())
     }
 
-    /// Recomputes the cells of every month a queued change touches, then forgets those changes.
-    /// Returns how many months were recomputed. Changes committed meanwhile stay queued.
+    /// The facts of those of these referrals that are sent.
+    async fn facts_of(&self, ids: &[Uuid]) -> StoreResult<Vec<(Uuid, ReferralFacts)>> {
+        let defaults = crate::ParquetSettings::default();
+        let mut facts = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let rows: Vec<FactsRow> = on_pool!(self, |pool, Db| {
+                let mut q = sqlx::QueryBuilder::<Db>::new(FACTS_OF_REFERRALS);
+                q.push("r.submitted_at IS NOT NULL AND r.id IN (");
+                let mut list = q.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
+                }
+                q.push(")");
+                q.build_query_as().fetch_all(pool).await
+            })?;
+            facts.extend(rows.into_iter().map(|r| r.into_facts(&defaults)));
+        }
+        Ok(facts)
+    }
+
+    /// What these referrals were last counted as, for those counted.
+    async fn counted(&self, ids: &[Uuid]) -> StoreResult<HashMap<Uuid, Contribution>> {
+        let mut counted = HashMap::new();
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let rows: Vec<(Uuid, Vec<u8>)> = on_pool!(self, |pool, Db| {
+                let mut q = sqlx::QueryBuilder::<Db>::new(
+                    "SELECT referral_id, contribution FROM stats_counted WHERE referral_id IN (",
+                );
+                let mut list = q.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
+                }
+                q.push(")");
+                q.build_query_as().fetch_all(pool).await
+            })?;
+            for (id, encoded) in rows {
+                counted.insert(id, decode_contribution(&encoded)?);
+            }
+        }
+        Ok(counted)
+    }
+
+    /// The stored cells of these scopes (by id) in one month.
+    async fn month_cells(&self, month: i32, scope_ids: &[Uuid]) -> StoreResult<Vec<Cell>> {
+        let mut cells = Vec::new();
+        for chunk in scope_ids.chunks(ROWS_PER_STATEMENT) {
+            let rows: Vec<(i16, Uuid, Vec<u8>, Vec<u8>)> = on_pool!(self, |pool, Db| {
+                let mut q = sqlx::QueryBuilder::<Db>::new(
+                    "SELECT scope, scope_id, cells, organisation_cells FROM stats_months WHERE month = ",
+                );
+                q.push_bind(month).push(" AND scope_id IN (");
+                let mut list = q.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
+                }
+                q.push(")");
+                q.build_query_as().fetch_all(pool).await
+            })?;
+            for (code, id, encoded, organisation_encoded) in rows {
+                let scope = Scope::from_parts(code, id).ok_or_else(|| {
+                    sqlx::Error::Decode(format!("unknown indicators scope {code}").into())
+                })?;
+                decode_cells(&encoded, scope, month, &mut cells)?;
+                decode_cells(&organisation_encoded, scope, month, &mut cells)?;
+            }
+        }
+        Ok(cells)
+    }
+
+    /// Brings the cells up to date with every queued change, then forgets those changes.
+    /// Returns how many months' cells changed. Changes committed meanwhile stay queued.
+    ///
+    /// Several processes may refresh at once (PostgreSQL): each write checks that no other
+    /// refresh rewrote cells since this one began; if one did, what this one read may be stale,
+    /// so it stops and leaves its changes queued for the next round.
     pub async fn refresh_stats(&self) -> StoreResult<usize> {
+        // Read first: everything read after it is at least as new as any refresh it counts.
+        let mut generation = self.stats_generation().await?;
         let changes: Vec<ChangeRow> = on_pool!(self, |pool| {
             sqlx::query_as(
-                "SELECT c.id, r.submitted_at FROM stats_changes c \
+                "SELECT c.id, c.referral_id, r.submitted_at FROM stats_changes c \
                  LEFT JOIN referrals r ON r.id = c.referral_id",
             )
             .fetch_all(pool)
@@ -249,12 +381,67 @@ impl Store {
         if changes.is_empty() {
             return Ok(0);
         }
-        let months: BTreeSet<i32> = changes
-            .iter()
-            .filter_map(|c| c.submitted_at.map(domain::stats::month_of))
-            .collect();
-        for &month in &months {
-            self.recompute_month(month).await?;
+        let mut by_month: BTreeMap<i32, BTreeSet<Uuid>> = BTreeMap::new();
+        // Drafts count nowhere; a referral that is gone is taken out of what it was counted in.
+        let mut unsent = BTreeSet::new();
+        for change in &changes {
+            match change.submitted_at {
+                Some(at) => {
+                    by_month
+                        .entry(domain::stats::month_of(at))
+                        .or_default()
+                        .insert(change.referral_id);
+                }
+                None => {
+                    unsent.insert(change.referral_id);
+                }
+            }
+        }
+        let mut changed_months = BTreeSet::new();
+        let mut one_by_one: Vec<Uuid> = unsent.into_iter().collect();
+        for (month, referrals) in by_month {
+            if referrals.len() < RECOUNT_MONTH_FROM {
+                one_by_one.extend(referrals);
+                continue;
+            }
+            let Some(write) = self.recount_month(month).await? else {
+                continue;
+            };
+            if !self.write_cells(write, generation).await? {
+                return Ok(0);
+            }
+            generation += 1;
+            changed_months.insert(month);
+        }
+        for (month, changes) in self.changed_contributions(&one_by_one).await? {
+            let scope_ids = changes.scope_ids();
+            let cells = self.month_cells(month, &scope_ids).await?;
+            let write = tokio::task::spawn_blocking(move || {
+                let mut set = CellSet::from_cells(cells);
+                for contribution in &changes.removed {
+                    set.remove(contribution);
+                }
+                let mut counted = Vec::with_capacity(changes.added.len());
+                for (id, contribution) in &changes.added {
+                    set.add(contribution);
+                    counted.push((*id, encode_contribution(contribution)?));
+                }
+                Ok::<_, sqlx::Error>(CellsWrite {
+                    month,
+                    rows: month_rows(month, &set.into_cells())
+                        .map_err(|e| sqlx::Error::Encode(Box::new(e)))?,
+                    scope_ids: Some(scope_ids),
+                    referrals: changes.referrals,
+                    counted,
+                })
+            })
+            .await
+            .map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))??;
+            if !self.write_cells(write, generation).await? {
+                return Ok(0);
+            }
+            generation += 1;
+            changed_months.insert(month);
         }
         let ids: Vec<i64> = changes.iter().map(|c| c.id).collect();
         for chunk in ids.chunks(ROWS_PER_STATEMENT) {
@@ -269,48 +456,174 @@ impl Store {
                 q.build().execute(conn).await.map(|_| ())
             })?;
         }
-        Ok(months.len())
+        Ok(changed_months.len())
     }
 
-    /// Queues every sent referral, so that the next refresh rebuilds all cells (after a bulk
-    /// load that bypassed the timeline, such as `seed-scale`).
-    pub async fn queue_all_for_stats(&self) -> StoreResult<()> {
-        on_writer!(self, |conn| {
-            sqlx::query(
-                "INSERT INTO stats_changes (referral_id) SELECT id FROM referrals WHERE submitted_at IS NOT NULL",
-            )
-            .execute(conn)
-            .await
-            .map(|_| ())
-        })?;
+    /// Of these referrals, those that count differently from what they were last counted as,
+    /// by month.
+    async fn changed_contributions(
+        &self,
+        ids: &[Uuid],
+    ) -> StoreResult<BTreeMap<i32, MonthChanges>> {
+        let mut by_month: BTreeMap<i32, MonthChanges> = BTreeMap::new();
+        if ids.is_empty() {
+            return Ok(by_month);
+        }
+        let mut before = self.counted(ids).await?;
+        for (id, facts) in self.facts_of(ids).await? {
+            let now = Contribution::of(&facts);
+            let old = before.remove(&id);
+            if old.as_ref() == Some(&now) {
+                continue;
+            }
+            if let Some(old) = old {
+                let changes = by_month.entry(old.month).or_default();
+                changes.referrals.push(id);
+                changes.removed.push(old);
+            }
+            let changes = by_month.entry(now.month).or_default();
+            if changes.referrals.last() != Some(&id) {
+                changes.referrals.push(id);
+            }
+            changes.added.push((id, now));
+        }
+        // Counted before, no longer sent (or gone): taken out.
+        for (id, old) in before {
+            let changes = by_month.entry(old.month).or_default();
+            changes.referrals.push(id);
+            changes.removed.push(old);
+        }
+        Ok(by_month)
+    }
+
+    /// Counts every month afresh, from the first sent referral's to the last's: after a bulk
+    /// load that bypassed the timeline (such as `seed-scale`), or to check the cells.
+    pub async fn recount_stats(&self) -> StoreResult<()> {
+        let (first, last): (Option<DateTime<Utc>>, Option<DateTime<Utc>>) =
+            on_pool!(self, |pool| {
+                sqlx::query_as("SELECT MIN(submitted_at), MAX(submitted_at) FROM referrals")
+                    .fetch_one(pool)
+                    .await
+            })?;
+        let (Some(first), Some(last)) = (first, last) else {
+            return Ok(());
+        };
+        let last = domain::stats::month_of(last);
+        let mut month = domain::stats::month_of(first);
+        while month <= last {
+            // Another refresh writing meanwhile makes this month's count stale: count it again.
+            let mut attempts = 0;
+            loop {
+                let generation = self.stats_generation().await?;
+                let Some(write) = self.recount_month(month).await? else {
+                    break;
+                };
+                if self.write_cells(write, generation).await? {
+                    break;
+                }
+                attempts += 1;
+                if attempts == 10 {
+                    return Err(sqlx::Error::Protocol(
+                        "the indicators kept changing while they were recounted".into(),
+                    )
+                    .into());
+                }
+            }
+            month = domain::stats::next_month(month);
+        }
         Ok(())
     }
 
-    async fn recompute_month(&self, month: i32) -> StoreResult<()> {
+    /// Counts a month afresh: its cells and what each of its referrals counts as.
+    async fn recount_month(&self, month: i32) -> StoreResult<Option<CellsWrite>> {
         let (Some(from), Some(to)) = (
             domain::stats::month_start(month),
             domain::stats::month_start(domain::stats::next_month(month)),
         ) else {
-            return Ok(());
+            return Ok(None);
         };
         let facts = self.facts_sent_between(from, to).await?;
         // Counting is CPU work that grows with the month: 55 ms for 10 000 referrals and 220 ms
         // for 36 000 on the benchmark machine. On a runtime worker (one of two there), the tasks
         // queued on that worker wait until the other one steals them, the writer's among them;
         // on a blocking thread it only takes a CPU.
-        let rows = tokio::task::spawn_blocking(move || {
-            month_rows(month, &domain::stats::cells_of(&facts))
+        let write = tokio::task::spawn_blocking(move || {
+            let mut set = CellSet::default();
+            let mut counted = Vec::with_capacity(facts.len());
+            for (id, facts) in &facts {
+                let contribution = Contribution::of(facts);
+                set.add(&contribution);
+                counted.push((*id, encode_contribution(&contribution)?));
+            }
+            Ok::<_, sqlx::Error>(CellsWrite {
+                month,
+                rows: month_rows(month, &set.into_cells())
+                    .map_err(|e| sqlx::Error::Encode(Box::new(e)))?,
+                scope_ids: None,
+                referrals: Vec::new(),
+                counted,
+            })
         })
         .await
-        .map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))?
-        .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-        on_writer!(self, |conn, Db| {
+        .map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))??;
+        Ok(Some(write))
+    }
+
+    /// Replaces cells and contributions in one transaction, unless the generation is no
+    /// longer `generation` (another refresh wrote meanwhile): then nothing is written and this
+    /// returns false.
+    async fn write_cells(&self, write: CellsWrite, generation: i64) -> StoreResult<bool> {
+        let written = on_writer!(self, |conn, Db| {
             let mut tx = conn.begin().await?;
-            sqlx::query("DELETE FROM stats_months WHERE month = $1")
-                .bind(month)
-                .execute(&mut *tx)
-                .await?;
-            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            // First: a concurrent refresh waits here for this one's commit, then finds the
+            // generation moved and writes nothing.
+            let claimed = sqlx::query(
+                "UPDATE stats_generation SET value = value + 1 WHERE id = 1 AND value = $1",
+            )
+            .bind(generation)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if !claimed {
+                return Ok(false);
+            }
+            match &write.scope_ids {
+                None => {
+                    for table in ["stats_months", "stats_counted"] {
+                        sqlx::query(&format!("DELETE FROM {table} WHERE month = $1"))
+                            .bind(write.month)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+                Some(scope_ids) => {
+                    for chunk in scope_ids.chunks(ROWS_PER_STATEMENT) {
+                        let mut q = sqlx::QueryBuilder::<Db>::new(
+                            "DELETE FROM stats_months WHERE month = ",
+                        );
+                        q.push_bind(write.month).push(" AND scope_id IN (");
+                        let mut list = q.separated(", ");
+                        for id in chunk {
+                            list.push_bind(*id);
+                        }
+                        q.push(")");
+                        q.build().execute(&mut *tx).await?;
+                    }
+                    for chunk in write.referrals.chunks(ROWS_PER_STATEMENT) {
+                        let mut q = sqlx::QueryBuilder::<Db>::new(
+                            "DELETE FROM stats_counted WHERE referral_id IN (",
+                        );
+                        let mut list = q.separated(", ");
+                        for id in chunk {
+                            list.push_bind(*id);
+                        }
+                        q.push(")");
+                        q.build().execute(&mut *tx).await?;
+                    }
+                }
+            }
+            for chunk in write.rows.chunks(ROWS_PER_STATEMENT) {
                 let mut q = sqlx::QueryBuilder::<Db>::new(
                     "INSERT INTO stats_months (scope, scope_id, month, cells, organisation_cells) ",
                 );
@@ -323,12 +636,23 @@ impl Store {
                 });
                 q.build().execute(&mut *tx).await?;
             }
-            sqlx::query("UPDATE stats_generation SET value = value + 1 WHERE id = 1")
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await
+            for chunk in write.counted.chunks(ROWS_PER_STATEMENT) {
+                let mut q = sqlx::QueryBuilder::<Db>::new(
+                    "INSERT INTO stats_counted (referral_id, month, contribution) ",
+                );
+                q.push_values(chunk, |mut row, (id, encoded)| {
+                    row.push_bind(*id)
+                        .push_bind(write.month)
+                        .push_bind(encoded.as_slice());
+                });
+                q.build().execute(&mut *tx).await?;
+            }
+            tx.commit().await.map(|_| true)
         })?;
-        Ok(())
+        if !written {
+            tracing::info!("another refresh rewrote the indicators meanwhile; retrying later");
+        }
+        Ok(written)
     }
 
     /// A number that changes whenever any month's cells are rewritten, by this process or

@@ -1783,7 +1783,81 @@ async fn indicators_cells_follow_every_change(store: Store) {
     assert_eq!((national.decided, national.dismissal_rate), (2, Some(0.5)));
     assert_eq!(national.backlog_by_age, [0; 5]);
     assert_eq!(national.nearing_limitation, 0);
-    let _ = april;
+
+    // A transfer to another parquet moves the referral's figures from one parquet's cells to
+    // the other's; the national ones stay.
+    moved(
+        &w,
+        open,
+        "prosecuted",
+        ReferralUpdate {
+            parquet_id: Some(w.other_parquet.id),
+            ..Default::default()
+        },
+        now,
+    )
+    .await;
+    assert_eq!(w.store.refresh_stats().await.expect("refresh"), 1);
+    let received = |scope| {
+        let figures = &figures;
+        async move { figures(march(scope)).await.received }
+    };
+    assert_eq!(received(Scope::Parquet(w.parquet.id)).await, 1);
+    assert_eq!(received(Scope::Parquet(w.other_parquet.id)).await, 1);
+    assert_eq!(received(Scope::National).await, 2);
+
+    // What the changes were counted into, one by one, is what a fresh count of every month
+    // gives, cell for cell.
+    let scopes = [
+        Scope::National,
+        Scope::Parquet(w.parquet.id),
+        Scope::Parquet(w.other_parquet.id),
+        Scope::Administration(w.administration.id),
+    ];
+    let all_cells = || async {
+        let mut cells = Vec::new();
+        for scope in scopes {
+            let filter = StatsFilter {
+                scope,
+                from_month: None,
+                to_month: None,
+            };
+            cells.extend(w.store.stats_cells(&filter, true).await.expect("cells"));
+        }
+        cells
+    };
+    let counted_one_by_one = all_cells().await;
+    assert!(counted_one_by_one.len() > 20, "{counted_one_by_one:?}");
+    let generation = w.store.stats_generation().await.expect("generation");
+    w.store.recount_stats().await.expect("recount");
+    assert_ne!(
+        w.store.stats_generation().await.expect("generation"),
+        generation
+    );
+    assert_eq!(all_cells().await, counted_one_by_one);
+    // Counted afresh, the referrals are taken out of their cells as exactly on their next
+    // change.
+    moved(
+        &w,
+        april,
+        "submitted",
+        ReferralUpdate {
+            status: Some("acknowledged".into()),
+            acknowledged_at: Some(now),
+            ..Default::default()
+        },
+        now,
+    )
+    .await;
+    assert_eq!(w.store.refresh_stats().await.expect("refresh"), 1);
+    let april_figures = figures(StatsFilter {
+        scope: Scope::National,
+        from_month: Some(202604),
+        to_month: Some(202604),
+    })
+    .await;
+    assert_eq!(april_figures.received, 1);
+    assert_eq!(april_figures.to_acknowledgement.count, 1);
 }
 
 /// A search with many matches within a scope (where SQLite walks the scope's index rather

@@ -295,8 +295,14 @@ pub async fn run_worker(
         }
         if tokio::time::Instant::now() >= refresh_at {
             let started = tokio::time::Instant::now();
-            if let Err(error) = state.store.refresh_stats().await {
-                tracing::warn!(%error, "indicators refresh failed; will retry");
+            match state.store.refresh_stats().await {
+                Ok(0) => {}
+                Ok(months) => tracing::debug!(
+                    months,
+                    milliseconds = started.elapsed().as_millis(),
+                    "indicators refreshed"
+                ),
+                Err(error) => tracing::warn!(%error, "indicators refresh failed; will retry"),
             }
             refresh_at = next_refresh_at(started, tokio::time::Instant::now());
         }
