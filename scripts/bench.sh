@@ -6,7 +6,7 @@
 # Usage: N=1200000 scripts/bench.sh [DATABASE_URL]   (default: SQLite in a scratch directory)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-binary="$root/target/release/infoparquet"
+binary=${BINARY:-$root/target/release/infoparquet}
 [ -x "$binary" ] || { echo "build first: cargo build --release" >&2; exit 1; }
 n=${N:-100000}
 requests=${REQUESTS:-200}

@@ -241,20 +241,23 @@ const REMINDER_ROUND_EVERY: std::time::Duration = std::time::Duration::from_secs
 
 /// How many times its own last duration the indicators' refresh then waits, at least.
 ///
-/// A refresh recomputes each month a change touches, whole: its cost grows with the size of the
-/// month, not with the number of changes. Under a steady stream of submissions into a large month
-/// (84 000 referrals: 1.0 s and 1.35 s of CPU a refresh, measured) a refresh every five-second
-/// round takes a fifth of a CPU from the requests. Waiting nine times as long caps it at a tenth
-/// of one CPU; the indicators then lag by at most that wait (9 s for that month), and a small
-/// month still refreshes every round.
+/// A refresh's cost grows with the referrals queued since the last one, and with the size of a
+/// month it counts afresh (one with 5 000 queued referrals or more). Waiting nine times as long
+/// keeps refreshes to a tenth of one CPU whatever they cost, while a refresh of a few hundred
+/// changes, which takes milliseconds, still runs every round.
 const REFRESH_PAUSE_FACTOR: u32 = 9;
+
+/// The longest wait after a refresh: counting ten years afresh after a migration takes a minute
+/// or more, and the figures must not then stay stale for ten times as long; the next refreshes
+/// are small.
+const REFRESH_PAUSE_AT_MOST: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// When the next indicators' refresh may start, given when the last one started and ended.
 fn next_refresh_at(
     started: tokio::time::Instant,
     ended: tokio::time::Instant,
 ) -> tokio::time::Instant {
-    ended + (ended - started) * REFRESH_PAUSE_FACTOR
+    ended + ((ended - started) * REFRESH_PAUSE_FACTOR).min(REFRESH_PAUSE_AT_MOST)
 }
 
 /// The worker loop: e-mails, escalations, webhooks and the indicators' cells, every few
@@ -347,7 +350,7 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    fn a_long_refresh_waits_nine_times_its_duration_and_a_short_one_hardly_at_all() {
+    fn a_long_refresh_waits_nine_times_its_duration_up_to_a_minute_and_a_short_one_hardly_at_all() {
         let started = tokio::time::Instant::now();
         let long = started + Duration::from_secs(3);
         assert_eq!(
@@ -358,6 +361,11 @@ mod tests {
         assert_eq!(
             next_refresh_at(started, short) - short,
             Duration::from_millis(180)
+        );
+        let after_a_migration = started + Duration::from_secs(65);
+        assert_eq!(
+            next_refresh_at(started, after_a_migration) - after_a_migration,
+            Duration::from_secs(60)
         );
     }
 
