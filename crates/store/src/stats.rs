@@ -11,6 +11,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use domain::stats::{
     Axis, Cell, CellSet, Contribution, Counts, OpenReferrals, ReferralFacts, Scope,
 };
+use futures_util::TryStreamExt;
 use sqlx::types::Json;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -370,38 +371,40 @@ impl Store {
     pub async fn refresh_stats(&self) -> StoreResult<usize> {
         // Read first: everything read after it is at least as new as any refresh it counts.
         let mut generation = self.stats_generation().await?;
-        let changes: Vec<ChangeRow> = on_pool!(self, |pool| {
-            sqlx::query_as(
+        // Streamed, and kept as little as possible: after a bulk load, a million changes.
+        let mut change_ids: Vec<i64> = Vec::new();
+        // The referrals changed, by the month they were sent in.
+        let mut sent: Vec<(i32, Uuid)> = Vec::new();
+        // Drafts count nowhere; a referral that is gone is taken out of what it was counted in.
+        let mut unsent: Vec<Uuid> = Vec::new();
+        on_pool!(self, |pool| {
+            let mut rows = sqlx::query_as::<_, ChangeRow>(
                 "SELECT c.id, c.referral_id, r.submitted_at FROM stats_changes c \
                  LEFT JOIN referrals r ON r.id = c.referral_id",
             )
-            .fetch_all(pool)
-            .await
-        })?;
-        if changes.is_empty() {
-            return Ok(0);
-        }
-        let mut by_month: BTreeMap<i32, BTreeSet<Uuid>> = BTreeMap::new();
-        // Drafts count nowhere; a referral that is gone is taken out of what it was counted in.
-        let mut unsent = BTreeSet::new();
-        for change in &changes {
-            match change.submitted_at {
-                Some(at) => {
-                    by_month
-                        .entry(domain::stats::month_of(at))
-                        .or_default()
-                        .insert(change.referral_id);
-                }
-                None => {
-                    unsent.insert(change.referral_id);
+            .fetch(pool);
+            while let Some(change) = rows.try_next().await? {
+                change_ids.push(change.id);
+                match change.submitted_at {
+                    Some(at) => sent.push((domain::stats::month_of(at), change.referral_id)),
+                    None => unsent.push(change.referral_id),
                 }
             }
+            Ok::<_, sqlx::Error>(())
+        })?;
+        if change_ids.is_empty() {
+            return Ok(0);
         }
+        sent.sort_unstable();
+        sent.dedup();
+        unsent.sort_unstable();
+        unsent.dedup();
         let mut changed_months = BTreeSet::new();
-        let mut one_by_one: Vec<Uuid> = unsent.into_iter().collect();
-        for (month, referrals) in by_month {
-            if referrals.len() < RECOUNT_MONTH_FROM {
-                one_by_one.extend(referrals);
+        let mut one_by_one = unsent;
+        for same_month in sent.chunk_by(|a, b| a.0 == b.0) {
+            let month = same_month[0].0;
+            if same_month.len() < RECOUNT_MONTH_FROM {
+                one_by_one.extend(same_month.iter().map(|(_, id)| *id));
                 continue;
             }
             let Some(write) = self.recount_month(month).await? else {
@@ -413,6 +416,7 @@ impl Store {
             generation += 1;
             changed_months.insert(month);
         }
+        drop(sent);
         for (month, changes) in self.changed_contributions(&one_by_one).await? {
             let scope_ids = changes.scope_ids();
             let cells = self.month_cells(month, &scope_ids).await?;
@@ -443,8 +447,7 @@ impl Store {
             generation += 1;
             changed_months.insert(month);
         }
-        let ids: Vec<i64> = changes.iter().map(|c| c.id).collect();
-        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        for chunk in change_ids.chunks(ROWS_PER_STATEMENT) {
             on_writer!(self, |conn, Db| {
                 let mut q =
                     sqlx::QueryBuilder::<Db>::new("DELETE FROM stats_changes WHERE id IN (");
