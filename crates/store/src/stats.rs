@@ -274,6 +274,20 @@ struct OpenRow {
 /// Rows (or listed ids) per statement: a month row binds 5 parameters, under SQLite's 32 766.
 const ROWS_PER_STATEMENT: usize = 1_000;
 
+/// Appends the items as bound parameters, separated by commas, then closes the list's
+/// parenthesis (the caller's SQL ends with `IN (`).
+fn push_list<'args, Db, T>(q: &mut sqlx::QueryBuilder<'args, Db>, items: &[T])
+where
+    Db: sqlx::Database,
+    T: Copy + 'args + sqlx::Encode<'args, Db> + sqlx::Type<Db>,
+{
+    let mut list = q.separated(", ");
+    for item in items {
+        list.push_bind(*item);
+    }
+    q.push(")");
+}
+
 impl Store {
     /// The facts of the referrals sent in [from, to).
     async fn facts_sent_between(
@@ -301,11 +315,7 @@ impl Store {
             let rows: Vec<FactsRow> = on_pool!(self, |pool, Db| {
                 let mut q = sqlx::QueryBuilder::<Db>::new(FACTS_OF_REFERRALS);
                 q.push("r.submitted_at IS NOT NULL AND r.id IN (");
-                let mut list = q.separated(", ");
-                for id in chunk {
-                    list.push_bind(*id);
-                }
-                q.push(")");
+                push_list(&mut q, chunk);
                 q.build_query_as().fetch_all(pool).await
             })?;
             facts.extend(rows.into_iter().map(|r| r.into_facts(&defaults)));
@@ -321,11 +331,7 @@ impl Store {
                 let mut q = sqlx::QueryBuilder::<Db>::new(
                     "SELECT referral_id, contribution FROM stats_counted WHERE referral_id IN (",
                 );
-                let mut list = q.separated(", ");
-                for id in chunk {
-                    list.push_bind(*id);
-                }
-                q.push(")");
+                push_list(&mut q, chunk);
                 q.build_query_as().fetch_all(pool).await
             })?;
             for (id, encoded) in rows {
@@ -344,11 +350,7 @@ impl Store {
                     "SELECT scope, scope_id, cells, organisation_cells FROM stats_months WHERE month = ",
                 );
                 q.push_bind(month).push(" AND scope_id IN (");
-                let mut list = q.separated(", ");
-                for id in chunk {
-                    list.push_bind(*id);
-                }
-                q.push(")");
+                push_list(&mut q, chunk);
                 q.build_query_as().fetch_all(pool).await
             })?;
             for (code, id, encoded, organisation_encoded) in rows {
@@ -451,11 +453,7 @@ impl Store {
             on_writer!(self, |conn, Db| {
                 let mut q =
                     sqlx::QueryBuilder::<Db>::new("DELETE FROM stats_changes WHERE id IN (");
-                let mut list = q.separated(", ");
-                for id in chunk {
-                    list.push_bind(*id);
-                }
-                q.push(")");
+                push_list(&mut q, chunk);
                 q.build().execute(conn).await.map(|_| ())
             })?;
         }
@@ -606,22 +604,14 @@ impl Store {
                             "DELETE FROM stats_months WHERE month = ",
                         );
                         q.push_bind(write.month).push(" AND scope_id IN (");
-                        let mut list = q.separated(", ");
-                        for id in chunk {
-                            list.push_bind(*id);
-                        }
-                        q.push(")");
+                        push_list(&mut q, chunk);
                         q.build().execute(&mut *tx).await?;
                     }
                     for chunk in write.referrals.chunks(ROWS_PER_STATEMENT) {
                         let mut q = sqlx::QueryBuilder::<Db>::new(
                             "DELETE FROM stats_counted WHERE referral_id IN (",
                         );
-                        let mut list = q.separated(", ");
-                        for id in chunk {
-                            list.push_bind(*id);
-                        }
-                        q.push(")");
+                        push_list(&mut q, chunk);
                         q.build().execute(&mut *tx).await?;
                     }
                 }
@@ -780,11 +770,7 @@ impl Store {
                 let mut q = sqlx::QueryBuilder::<Db>::new(
                     "SELECT id, name FROM organisations WHERE id IN (",
                 );
-                let mut list = q.separated(", ");
-                for id in chunk {
-                    list.push_bind(*id);
-                }
-                q.push(")");
+                push_list(&mut q, chunk);
                 q.build_query_as().fetch_all(pool).await
             })?;
             names.extend(rows);
