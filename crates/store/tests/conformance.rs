@@ -2224,6 +2224,67 @@ async fn two_servers_on_one_postgres_database_write_without_deadlocks() {
     assert!(w.store.verify_audit_chain().await.expect("verify").is_ok());
 }
 
+/// Two servers' workers refreshing the indicators at the same time, while referrals change:
+/// the cells, counted by difference, end equal to a fresh count. Without the generation check,
+/// both would add the same referrals (or take the same ones out) and count them twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_servers_refreshing_the_indicators_at_once_count_each_change_once() {
+    use domain::stats::{indicators, Scope};
+    let Some(admin) = postgres_admin_url() else {
+        eprintln!("NOTICE: INFOPARQUET_TEST_POSTGRES_URL is not set: two-refresh test skipped");
+        return;
+    };
+    let (first, url) = fresh_postgres(&admin).await.expect("postgres");
+    let w = world(first).await;
+    let second = Store::connect(&url).await.expect("second server");
+    let sent = DateTime::parse_from_rfc3339("2026-05-04T09:00:00Z")
+        .expect("instant")
+        .with_timezone(&Utc);
+    let mut ids = Vec::new();
+    for n in 0..40 {
+        ids.push(sent_at(&w, &format!("Saisine {n}"), "urgent", None, sent).await);
+    }
+    for round in 0..5 {
+        let (a, b) = tokio::join!(w.store.refresh_stats(), second.refresh_stats());
+        a.expect("first server's refresh");
+        b.expect("second server's refresh");
+        // Between the rounds, a fifth of the referrals is acknowledged.
+        for id in ids.iter().skip(round).step_by(5) {
+            let at = sent + Duration::minutes(10 * (round as i64 + 1));
+            moved(
+                &w,
+                *id,
+                "submitted",
+                ReferralUpdate {
+                    status: Some("acknowledged".into()),
+                    acknowledged_at: Some(at),
+                    ..Default::default()
+                },
+                at,
+            )
+            .await;
+        }
+    }
+    // What a lost race left queued is counted by a later round.
+    while w.store.pending_stats_changes().await.expect("pending") > 0 {
+        w.store.refresh_stats().await.expect("refresh");
+    }
+    let may = StatsFilter {
+        scope: Scope::National,
+        from_month: Some(202605),
+        to_month: Some(202605),
+    };
+    let counted = w.store.stats_cells(&may, true).await.expect("cells");
+    let figures = indicators(&counted, Default::default());
+    assert_eq!(figures.received, 40);
+    assert_eq!(figures.to_acknowledgement.count, 40);
+    w.store.recount_stats().await.expect("recount");
+    assert_eq!(
+        w.store.stats_cells(&may, true).await.expect("cells"),
+        counted
+    );
+}
+
 /// The search index's pending entries, merged off the writer by the worker's round
 /// (`merge_pending_search_entries`): merged once, nothing is left the second time, and the
 /// referrals are found before and after.
