@@ -217,11 +217,6 @@ pub struct DelayHistogram {
 }
 
 impl DelayHistogram {
-    pub fn record(&mut self, delay: Duration) {
-        let seconds = u64::try_from(delay.num_seconds()).unwrap_or(0);
-        self.add(bucket_of(seconds), 1);
-    }
-
     fn add(&mut self, bucket: u16, count: i64) {
         let entry = self.buckets.entry(bucket).or_default();
         *entry += count;
@@ -245,12 +240,11 @@ impl DelayHistogram {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.buckets.len() * 6);
         for (bucket, count) in &self.buckets {
+            // `add` drops the buckets that come back to zero; a negative one (a referral taken
+            // out of a cell it was never counted in: damaged storage) is left out.
             let Ok(count) = u32::try_from(*count) else {
                 continue;
             };
-            if count == 0 {
-                continue;
-            }
             out.extend_from_slice(&bucket.to_le_bytes());
             out.extend_from_slice(&count.to_le_bytes());
         }
@@ -926,7 +920,7 @@ mod tests {
     #[test]
     fn a_damaged_histogram_is_read_up_to_its_last_whole_entry() {
         let mut histogram = DelayHistogram::default();
-        histogram.record(Duration::seconds(60));
+        histogram.add(bucket_of(60), 1);
         let mut encoded = histogram.encode();
         encoded.extend_from_slice(&[1, 2, 3]);
         let mut merged = DelayAccumulator::default();
