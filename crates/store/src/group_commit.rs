@@ -43,7 +43,7 @@
 
 use sqlx::{ConnectOptions, Connection, Database, TransactionManager};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{watch, Mutex, MutexGuard};
 
 /// At most this many transactions share a commit, so that the first writer of a batch waits a
@@ -91,6 +91,9 @@ pub(crate) struct GroupWriter<DB: Database = sqlx::Sqlite> {
     /// Batches committed, and the bodies they held: how much commits are shared.
     commits: AtomicU64,
     committed_bodies: AtomicU64,
+    /// Nanoseconds the connection was held by writers since the start. Every write waits for
+    /// this one connection, so the share of time it is held says how near it is to its limit.
+    held_nanos: AtomicU64,
     /// To open a fresh connection after a failed commit left the old one in doubt.
     options: <DB::Connection as Connection>::Options,
     /// SQLite: the connection thread's name, to pin a fresh connection's thread as the first
@@ -128,6 +131,34 @@ pub(crate) enum Ticket {
         batch: u64,
         outcome: watch::Receiver<Option<Outcome>>,
     },
+}
+
+/// The writer's state while one writer holds it; adds the time held to the writer's count
+/// when let go.
+pub(crate) struct Held<'a, C> {
+    guard: MutexGuard<'a, State<C>>,
+    since: Instant,
+    held_nanos: &'a AtomicU64,
+}
+
+impl<C> std::ops::Deref for Held<'_, C> {
+    type Target = State<C>;
+    fn deref(&self) -> &State<C> {
+        &self.guard
+    }
+}
+
+impl<C> std::ops::DerefMut for Held<'_, C> {
+    fn deref_mut(&mut self) -> &mut State<C> {
+        &mut self.guard
+    }
+}
+
+impl<C> Drop for Held<'_, C> {
+    fn drop(&mut self) {
+        let nanos = u64::try_from(self.since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.held_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
 }
 
 /// Counts a writer as queued until it holds the connection or gives up.
@@ -190,6 +221,7 @@ impl<DB: Database> GroupWriter<DB> {
             next_batch: AtomicU64::new(1),
             commits: AtomicU64::new(0),
             committed_bodies: AtomicU64::new(0),
+            held_nanos: AtomicU64::new(0),
             options,
             thread_name,
             body_savepoints,
@@ -197,11 +229,16 @@ impl<DB: Database> GroupWriter<DB> {
     }
 
     /// Waits for the connection, in arrival order.
-    async fn lock(&self) -> Result<MutexGuard<'_, State<DB::Connection>>, sqlx::Error> {
+    async fn lock(&self) -> Result<Held<'_, DB::Connection>, sqlx::Error> {
         let _queued = Queued::new(&self.queued);
-        let mut state = tokio::time::timeout(TURN_TIMEOUT, self.state.lock())
+        let guard = tokio::time::timeout(TURN_TIMEOUT, self.state.lock())
             .await
             .map_err(|_| sqlx::Error::PoolTimedOut)?;
+        let mut state = Held {
+            guard,
+            since: Instant::now(),
+            held_nanos: &self.held_nanos,
+        };
         if state.closed {
             return Err(sqlx::Error::PoolClosed);
         }
@@ -232,7 +269,7 @@ impl<DB: Database> GroupWriter<DB> {
     /// The connection for a write of its own (outside any batch): the open batch is committed
     /// first, so that the write may run statements no transaction may hold (a checkpoint, a
     /// migration).
-    pub(crate) async fn turn(&self) -> Result<MutexGuard<'_, State<DB::Connection>>, sqlx::Error> {
+    pub(crate) async fn turn(&self) -> Result<Held<'_, DB::Connection>, sqlx::Error> {
         let mut state = self.lock().await?;
         if state.batch.is_some() && self.commit(&mut state).await.is_err() {
             // The batch's writers are told; this write goes on, on a fresh connection.
@@ -244,9 +281,7 @@ impl<DB: Database> GroupWriter<DB> {
 
     /// The connection inside the open batch (begun if none is open), for a write that may share
     /// its commit. Finish with `end_body`.
-    pub(crate) async fn batched_turn(
-        &self,
-    ) -> Result<MutexGuard<'_, State<DB::Connection>>, sqlx::Error> {
+    pub(crate) async fn batched_turn(&self) -> Result<Held<'_, DB::Connection>, sqlx::Error> {
         let mut state = self.lock().await?;
         if state.batch.is_none() {
             let begin = || {
@@ -283,7 +318,7 @@ impl<DB: Database> GroupWriter<DB> {
     /// are (`colocate::drive`), the next turn then gives up the connection and fails the batch.
     pub(crate) async fn batched_turn_until_ended(
         &self,
-    ) -> Result<MutexGuard<'_, State<DB::Connection>>, sqlx::Error> {
+    ) -> Result<Held<'_, DB::Connection>, sqlx::Error> {
         let mut state = self.batched_turn().await?;
         state.in_doubt = true;
         Ok(state)
@@ -292,7 +327,7 @@ impl<DB: Database> GroupWriter<DB> {
     /// After a body ran in the batch: hands the batch on to a queued writer, or commits it.
     pub(crate) async fn end_body(
         &self,
-        mut state: MutexGuard<'_, State<DB::Connection>>,
+        mut state: Held<'_, DB::Connection>,
         body_ok: bool,
     ) -> Ticket {
         state.in_doubt = false;
@@ -409,6 +444,11 @@ impl<DB: Database> GroupWriter<DB> {
             self.commits.load(Ordering::Relaxed),
             self.committed_bodies.load(Ordering::Relaxed),
         )
+    }
+
+    /// How long writers have held the connection since the start.
+    pub(crate) fn held(&self) -> Duration {
+        Duration::from_nanos(self.held_nanos.load(Ordering::Relaxed))
     }
 
     /// Commits the open batch and closes the connection; writes fail from then on.

@@ -121,6 +121,18 @@ pub struct Store {
     pub(crate) writer_cpu: Option<usize>,
 }
 
+/// What the writer connection did since the start (`Store::writer_counts`).
+#[derive(Clone, Copy, Debug)]
+pub struct WriterCounts {
+    /// Commits made; writes that queued share one.
+    pub commits: u64,
+    /// Writes those commits held.
+    pub writes: u64,
+    /// How long writes held the connection, their commits included. Every request's write
+    /// waits for this one connection: held most of the time, it limits the writes per second.
+    pub held: std::time::Duration,
+}
+
 /// Runs `$body` once per backend, with `$pool` bound to the concrete pool and `$db` naming the
 /// concrete sqlx database type.
 macro_rules! on_pool {
@@ -447,14 +459,19 @@ impl Store {
         Ok(())
     }
 
-    /// On a SQLite file and on PostgreSQL, the shared commits made so far and the writes they
-    /// held (see `group_commit`); `None` for an in-memory SQLite database.
-    pub fn shared_commits(&self) -> Option<(u64, u64)> {
-        match &self.writer {
-            Writer::Sqlite(writer) => Some(writer.commit_counts()),
-            Writer::Postgres(_, writer) => Some(writer.commit_counts()),
-            Writer::SqliteShared(_) => None,
-        }
+    /// On a SQLite file and on PostgreSQL, what the writer connection did since the start (see
+    /// `group_commit`); `None` for an in-memory SQLite database.
+    pub fn writer_counts(&self) -> Option<WriterCounts> {
+        let ((commits, writes), held) = match &self.writer {
+            Writer::Sqlite(writer) => (writer.commit_counts(), writer.held()),
+            Writer::Postgres(_, writer) => (writer.commit_counts(), writer.held()),
+            Writer::SqliteShared(_) => return None,
+        };
+        Some(WriterCounts {
+            commits,
+            writes,
+            held,
+        })
     }
 
     /// Folds SQLite's write-ahead log into the database file, so that the file alone is a
@@ -658,9 +675,14 @@ mod writer_tests {
         assert_eq!(targets.len(), 64);
         assert!(store.verify_audit_chain().await.expect("verify").is_ok());
         // Writers that queued shared commits.
-        let (commits, writes) = store.shared_commits().expect("a SQLite file");
-        assert_eq!(writes, 64);
-        assert!(commits < 64, "{commits} commits for 64 queued writes");
+        let counts = store.writer_counts().expect("a SQLite file");
+        assert_eq!(counts.writes, 64);
+        assert!(
+            counts.commits < 64,
+            "{} commits for 64 queued writes",
+            counts.commits
+        );
+        assert!(!counts.held.is_zero(), "the writes held the connection");
     }
 
     /// A write abandoned halfway (its request cancelled) leaves no transaction open on the

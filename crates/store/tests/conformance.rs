@@ -1084,11 +1084,14 @@ async fn concurrent_writes_settle_each_on_its_own(store: Store) {
     let expected: Vec<String> = (1..=12).map(|n| format!("IP-2026-{n:06}")).collect();
     assert_eq!(references, expected, "every number given once, none lost");
     assert!(w.store.verify_audit_chain().await.expect("verify").is_ok());
-    if let Some((commits, writes)) = w.store.shared_commits() {
+    if let Some(counts) = w.store.writer_counts() {
         assert!(
-            commits < writes,
-            "{commits} commits for {writes} writes: queued writes shared none"
+            counts.commits < counts.writes,
+            "{} commits for {} writes: queued writes shared none",
+            counts.commits,
+            counts.writes
         );
+        assert!(!counts.held.is_zero(), "the writes held the connection");
     }
 }
 

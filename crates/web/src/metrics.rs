@@ -37,6 +37,7 @@ pub struct Metrics {
     database_up: Gauge,
     shared_commits: Gauge,
     shared_commit_writes: Gauge,
+    writer_held_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 fn duration_histogram() -> Histogram {
@@ -97,6 +98,12 @@ impl Default for Metrics {
             "Writes those commits held since the start",
             shared_commit_writes.clone(),
         );
+        let writer_held_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "writer_held_seconds",
+            "Time writes held the writer connection since the start, commits included: its rate near 1 means writes queue for it",
+            writer_held_seconds.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -107,6 +114,7 @@ impl Default for Metrics {
             database_up,
             shared_commits,
             shared_commit_writes,
+            writer_held_seconds,
         }
     }
 }
@@ -152,13 +160,14 @@ pub async fn scrape(State(state): State<AppState>) -> Response {
             metrics.database_up.set(0);
         }
     }
-    if let Some((commits, writes)) = state.store.shared_commits() {
+    if let Some(counts) = state.store.writer_counts() {
         metrics
             .shared_commits
-            .set(i64::try_from(commits).unwrap_or(i64::MAX));
+            .set(i64::try_from(counts.commits).unwrap_or(i64::MAX));
         metrics
             .shared_commit_writes
-            .set(i64::try_from(writes).unwrap_or(i64::MAX));
+            .set(i64::try_from(counts.writes).unwrap_or(i64::MAX));
+        metrics.writer_held_seconds.set(counts.held.as_secs_f64());
     }
     let mut text = String::new();
     if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &metrics.registry) {

@@ -198,6 +198,13 @@ async fn public_verify_page_confirms_without_personal_data() {
         "{text}"
     );
     assert!(!text.contains(&id), "no identifier in a series");
+    // The two submissions held the writer connection for some time.
+    let held: f64 = text
+        .lines()
+        .find_map(|line| line.strip_prefix("infoparquet_writer_held_seconds "))
+        .and_then(|value| value.parse().ok())
+        .expect("writer_held_seconds");
+    assert!(held > 0.0, "{text}");
     let css = app
         .client
         .get(app.url("/assets/dsfr/dsfr.min.css"))
