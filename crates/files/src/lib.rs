@@ -48,6 +48,7 @@ pub struct FileStore {
     keys: Option<std::sync::Arc<KeyRing>>,
     /// Whether documents are written with direct IO (see `BatchedFile`).
     direct: bool,
+    buffers: BufferPool,
 }
 
 const SNIFF_BYTES: usize = 512;
@@ -65,61 +66,102 @@ const WRITE_BATCH: usize = 1024 * 1024;
 const DIRECT_ALIGNMENT: usize = 4096;
 
 /// A buffer of fixed capacity whose content starts on a `DIRECT_ALIGNMENT` boundary, found
-/// inside a slightly larger allocation (no unsafe code, no allocator of its own).
+/// inside a slightly larger allocation (no unsafe code, no allocator of its own). The
+/// allocation is reserved, not zeroed: each upload takes a fresh buffer, and zeroing its 1 MiB
+/// before the document overwrote it cost as much CPU as sealing (`memset` took 2.5 % of the
+/// server's samples under 16 submitting clients).
 struct AlignedBuffer {
+    /// `start` bytes of padding, then the content; never grows past its first allocation,
+    /// so the content stays where it was aligned.
     storage: Vec<u8>,
     start: usize,
-    len: usize,
+    capacity: usize,
 }
 
 impl AlignedBuffer {
     /// `capacity` is a multiple of `DIRECT_ALIGNMENT`, so a full buffer is one direct write.
     fn new(capacity: usize) -> AlignedBuffer {
-        let storage = vec![0u8; capacity + DIRECT_ALIGNMENT];
+        // The allocation's spare block covers any offset to the boundary.
+        let mut storage: Vec<u8> = Vec::with_capacity(capacity + DIRECT_ALIGNMENT);
         let start = storage.as_ptr().align_offset(DIRECT_ALIGNMENT);
+        storage.resize(start, 0);
         AlignedBuffer {
             storage,
             start,
-            len: 0,
+            capacity,
         }
-    }
-
-    /// The allocation's spare block covers any offset to the boundary.
-    fn capacity(&self) -> usize {
-        self.storage.len() - DIRECT_ALIGNMENT
     }
 
     /// Appends as much of `bytes` as fits and says how much that was.
     fn fill(&mut self, bytes: &[u8]) -> usize {
-        let taken = (self.capacity() - self.len).min(bytes.len());
-        let at = self.start + self.len;
-        self.storage[at..at + taken].copy_from_slice(&bytes[..taken]);
-        self.len += taken;
+        let taken = (self.capacity - self.len()).min(bytes.len());
+        self.storage.extend_from_slice(&bytes[..taken]);
         taken
     }
 
     fn is_full(&self) -> bool {
-        self.len == self.capacity()
+        self.len() == self.capacity
     }
 
     fn len(&self) -> usize {
-        self.len
+        self.storage.len() - self.start
     }
 
     fn clear(&mut self) {
-        self.len = 0;
+        self.storage.truncate(self.start);
     }
 
     fn content(&self) -> &[u8] {
-        &self.storage[self.start..self.start + self.len]
+        &self.storage[self.start..]
     }
 
     /// The content followed by zeros up to the next block boundary: the last direct write of a
     /// file, which is then cut back to its length.
     fn padded(&mut self) -> &[u8] {
-        let end = self.start + self.len.next_multiple_of(DIRECT_ALIGNMENT);
-        self.storage[self.start + self.len..end].fill(0);
-        &self.storage[self.start..end]
+        let end = self.start + self.len().next_multiple_of(DIRECT_ALIGNMENT);
+        self.storage.resize(end, 0);
+        &self.storage[self.start..]
+    }
+}
+
+/// Write buffers kept from one upload to the next. A fresh 1 MiB buffer per upload cost a page
+/// fault and the kernel's zeroing of each of its pages, about 3 % of the server's samples under
+/// 16 submitting clients. At most `POOLED_BUFFERS` are kept, so memory stays bounded whatever
+/// the peak of concurrent uploads was.
+#[derive(Clone, Default)]
+struct BufferPool(std::sync::Arc<std::sync::Mutex<Vec<AlignedBuffer>>>);
+
+/// As many as the uploads usually under way at once on a busy server.
+const POOLED_BUFFERS: usize = 16;
+
+impl BufferPool {
+    fn take(&self) -> AlignedBuffer {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|mut buffers| buffers.pop())
+            .unwrap_or_else(|| AlignedBuffer::new(WRITE_BATCH))
+    }
+
+    fn give_back(&self, mut buffer: AlignedBuffer) {
+        buffer.clear();
+        if let Ok(mut buffers) = self.0.lock() {
+            if buffers.len() < POOLED_BUFFERS {
+                buffers.push(buffer);
+            }
+        }
+    }
+
+    fn kept(&self) -> usize {
+        self.0.lock().map(|buffers| buffers.len()).unwrap_or(0)
+    }
+}
+
+impl std::fmt::Debug for BufferPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BufferPool")
+            .field("kept", &self.kept())
+            .finish()
     }
 }
 
@@ -167,6 +209,7 @@ async fn direct_io_works(dir: &Path) -> bool {
 /// instead of filling it with documents that are seldom read back.
 struct BatchedFile {
     temp_path: PathBuf,
+    buffers: BufferPool,
     direct: bool,
     file: Option<std::fs::File>,
     /// `None` only while a batch is on a blocking thread.
@@ -176,12 +219,13 @@ struct BatchedFile {
 }
 
 impl BatchedFile {
-    fn new(temp_path: PathBuf, direct: bool) -> BatchedFile {
+    fn new(temp_path: PathBuf, direct: bool, buffers: &BufferPool) -> BatchedFile {
         BatchedFile {
             temp_path,
+            pending: Some(buffers.take()),
+            buffers: buffers.clone(),
             direct,
             file: None,
-            pending: Some(AlignedBuffer::new(WRITE_BATCH)),
             written: 0,
         }
     }
@@ -260,6 +304,14 @@ impl BatchedFile {
     }
 }
 
+impl Drop for BatchedFile {
+    fn drop(&mut self) {
+        if let Some(buffer) = self.pending.take() {
+            self.buffers.give_back(buffer);
+        }
+    }
+}
+
 impl FileStore {
     pub async fn open(root: impl Into<PathBuf>, max_size: u64) -> Result<FileStore, FileError> {
         let root = root.into();
@@ -271,6 +323,7 @@ impl FileStore {
             max_size,
             keys: None,
             direct,
+            buffers: BufferPool::default(),
         })
     }
 
@@ -315,7 +368,8 @@ impl FileStore {
         E: std::fmt::Display,
     {
         let id = Uuid::now_v7().simple().to_string();
-        let mut output = BatchedFile::new(self.root.join("tmp").join(&id), self.direct);
+        let mut output =
+            BatchedFile::new(self.root.join("tmp").join(&id), self.direct, &self.buffers);
         let result = async {
             let mut hasher = Sha256::new();
             let mut size: u64 = 0;
@@ -541,6 +595,48 @@ pub fn sanitize_filename(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_write_buffer_stays_aligned_and_pads_with_zeros() {
+        let mut buffer = AlignedBuffer::new(4 * DIRECT_ALIGNMENT);
+        let at = buffer.content().as_ptr() as usize;
+        assert_eq!(at % DIRECT_ALIGNMENT, 0);
+        assert_eq!(buffer.fill(&[7; 5000]), 5000);
+        // More than is left: it takes what fits, without moving the content.
+        assert_eq!(buffer.fill(&[9; 20000]), 4 * DIRECT_ALIGNMENT - 5000);
+        assert!(buffer.is_full());
+        assert_eq!(buffer.content().as_ptr() as usize, at);
+        buffer.clear();
+        assert_eq!(buffer.fill(&[1; 10]), 10);
+        let padded = buffer.padded();
+        assert_eq!(padded.len(), DIRECT_ALIGNMENT);
+        assert_eq!(&padded[..10], &[1; 10]);
+        assert!(padded[10..].iter().all(|&b| b == 0));
+        assert_eq!(padded.as_ptr() as usize, at);
+    }
+
+    #[tokio::test]
+    async fn write_buffers_are_reused_and_the_pool_stays_bounded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FileStore::open(dir.path(), 1 << 30).await.expect("open");
+        for round in 0..3u8 {
+            let content = vec![round; WRITE_BATCH + 10];
+            let stored = store.store_bytes(content.clone()).await.expect("stored");
+            assert_eq!(stored.sha256, hex::encode(Sha256::digest(&content)));
+            assert_eq!(
+                store.read(&stored.storage_key, None).await.expect("read"),
+                content
+            );
+            // The one buffer of each upload came back, and went out again to the next.
+            assert_eq!(store.buffers.kept(), 1);
+        }
+        let pool = BufferPool::default();
+        let taken: Vec<AlignedBuffer> = (0..POOLED_BUFFERS + 4).map(|_| pool.take()).collect();
+        for buffer in taken {
+            pool.give_back(buffer);
+        }
+        assert_eq!(pool.kept(), POOLED_BUFFERS);
+    }
 
     #[tokio::test]
     async fn streams_hashes_and_limits() {
