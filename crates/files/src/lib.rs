@@ -760,6 +760,9 @@ mod tests {
             WRITE_BATCH - 1,
             WRITE_BATCH,
             WRITE_BATCH + 1,
+            // Sealed, these end one segment past a batch, or a block short of it.
+            17 * sealing::SEGMENT,
+            31 * sealing::SEGMENT + 1,
             3 * WRITE_BATCH + 12_345,
         ];
         let keys = KeyRing::new(&new_master_key(), &[]).expect("keys");
@@ -770,11 +773,14 @@ mod tests {
                 } else {
                     store.clone()
                 };
-                for length in lengths {
+                for (length, chunk) in lengths
+                    .iter()
+                    .flat_map(|&length| [(length, 9_999), (length, 200_003)])
+                {
                     let content: Vec<u8> = (0..length).map(|i| (i % 253) as u8).collect();
-                    let stored = store_in_chunks(&store, &content, 9_999).await;
+                    let stored = store_in_chunks(&store, &content, chunk).await;
                     let label = format!(
-                        "{length} bytes, direct: {}, sealed: {sealed}",
+                        "{length} bytes in chunks of {chunk}, direct: {}, sealed: {sealed}",
                         store.writes_directly()
                     );
                     let on_disk = std::fs::metadata(dir.path().join(&stored.storage_key))
