@@ -127,13 +127,28 @@ agent_email=agent01@essai.infoparquet.fr
 agent=$("$binary" token create --email "$agent_email" 2>/dev/null | tail -n 1)
 # Runs of one build differ by 10-30 % on this 2-vCPU machine (where the scheduler puts the
 # load generator matters), so the load runs several times and the median is the figure.
+# What each submission cost: the CPU of the server and of the whole machine (clock ticks from
+# /proc), and how long writes held the one writer connection every write waits for.
+metric() { curl -s "http://127.0.0.1:$port/metrics" | awk -v name="$1" '$1 == name {print $2}'; }
+server_ticks() { awk '{print $14 + $15}' "/proc/$server/stat"; }
+machine_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
+held_before=$(metric infoparquet_writer_held_seconds); wall_before=$(date +%s.%N)
+server_before=$(server_ticks); machine_before=$(machine_ticks)
 touch sampling; peak_rss_during > peak.txt; sampler=$!
 : > submissions.txt
 for run in $(seq 1 "${SUBMISSION_RUNS:-3}"); do
   "$binary" bench submissions --url "http://127.0.0.1:$port" --token "$agent" --clients 16 --total "${SUBMISSIONS:-2000}" --size-kib 1024 | tee -a submissions.txt
 done
 rm sampling; wait $sampler
+held_after=$(metric infoparquet_writer_held_seconds); wall_after=$(date +%s.%N)
+server_after=$(server_ticks); machine_after=$(machine_ticks)
 echo "server RSS peak under 16 submitting clients: $(cat peak.txt) MB"
+python3 -c "
+n = ${SUBMISSION_RUNS:-3} * ${SUBMISSIONS:-2000}; tick = 1000 / $(getconf CLK_TCK)
+held = ${held_after:-0} - ${held_before:-0}
+print(f'per submission: server CPU {($server_after - $server_before) * tick / n:.2f} ms, '
+      f'whole machine {($machine_after - $machine_before) * tick / n:.2f} ms; writer connection held '
+      f'{held * 1000 / n:.2f} ms ({held / ($wall_after - $wall_before):.0%} of the time)')"
 rate=$(grep -o '= [0-9]* per second' submissions.txt | awk '{print $2}' | sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}')
 echo "durable submissions per second, median of $(grep -c 'per second' submissions.txt) runs: $rate (each: $(grep -o '= [0-9]* per second' submissions.txt | awk '{print $2}' | paste -sd ' '))"
 python3 -c "print(f'ratios: submissions/s to fsync/s {$rate / $fsync_rate:.3f}; to minimal requests/s {$rate / $health_rate:.3f}')"
