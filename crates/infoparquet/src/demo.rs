@@ -673,24 +673,61 @@ pub fn print_accounts(config: &Config) {
     );
     println!("Every demo account has the password: {DEMO_PASSWORD}");
     println!();
-    println!("  Sender side (administrations)");
-    for administration in ADMINISTRATIONS {
-        println!(
-            "    agent.{}@{DEMO_DOMAIN:<24} agent      {}",
-            administration.slug, administration.name
-        );
-        println!(
-            "    referent.{}@{DEMO_DOMAIN:<21} référent   {}",
-            administration.slug, administration.name
-        );
+    // Every account's e-mail, role and organisation, in columns as wide as the longest.
+    type Account = (String, &'static str, &'static str);
+    let mut sections: Vec<(&str, Vec<Account>)> = Vec::new();
+    sections.push((
+        "Sender side (administrations)",
+        ADMINISTRATIONS
+            .iter()
+            .flat_map(|administration| {
+                [
+                    (
+                        format!("agent.{}@{DEMO_DOMAIN}", administration.slug),
+                        "agent",
+                        administration.name,
+                    ),
+                    (
+                        format!("referent.{}@{DEMO_DOMAIN}", administration.slug),
+                        "référent",
+                        administration.name,
+                    ),
+                ]
+            })
+            .collect(),
+    ));
+    sections.push((
+        "Parquet side",
+        PARQUETS
+            .iter()
+            .flat_map(|(slug, _)| {
+                [
+                    (
+                        format!("greffe.{slug}@{DEMO_DOMAIN}"),
+                        "greffier (bureau d'ordre)",
+                        "",
+                    ),
+                    (format!("substitut.{slug}@{DEMO_DOMAIN}"), "magistrat", ""),
+                ]
+            })
+            .collect(),
+    ));
+    sections.push((
+        "Platform",
+        vec![(format!("admin@{DEMO_DOMAIN}"), "administrateur", "")],
+    ));
+    let width = sections
+        .iter()
+        .flat_map(|(_, rows)| rows.iter().map(|(email, _, _)| email.chars().count()))
+        .max()
+        .unwrap_or(0);
+    for (title, rows) in &sections {
+        println!("  {title}");
+        for (email, role, organisation) in rows {
+            let line = format!("    {email:<width$}  {role:<10} {organisation}");
+            println!("{}", line.trim_end());
+        }
     }
-    println!("  Parquet side");
-    for (slug, _) in PARQUETS {
-        println!("    greffe.{slug}@{DEMO_DOMAIN:<23} greffier (bureau d'ordre)");
-        println!("    substitut.{slug}@{DEMO_DOMAIN:<20} magistrat");
-    }
-    println!("  Platform");
-    println!("    admin@{DEMO_DOMAIN:<30} administrateur");
     println!();
     println!(
         "API: create a token with `infoparquet token create --email agent.ddpp41@{DEMO_DOMAIN}`,"

@@ -59,6 +59,17 @@ fn demo_twice_then_tokens_users_and_imports_on_sqlite() {
             && text.contains("greffe.blois@"),
         "{text}"
     );
+    // The accounts' roles line up in one column, whatever the length of each e-mail.
+    let role_columns: std::collections::BTreeSet<usize> = text
+        .lines()
+        .filter(|line| line.starts_with("    ") && line.contains("@demo.infoparquet.fr "))
+        .map(|line| {
+            let email_end = 4 + line[4..].find(' ').expect("email");
+            let rest = &line[email_end..];
+            email_end + rest.len() - rest.trim_start().len()
+        })
+        .collect();
+    assert_eq!(role_columns.len(), 1, "{text}");
     assert!(
         dir.path().join("infoparquet.db").exists(),
         "default database ./infoparquet.db"
