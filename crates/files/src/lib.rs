@@ -67,9 +67,9 @@ const DIRECT_ALIGNMENT: usize = 4096;
 
 /// A buffer of fixed capacity whose content starts on a `DIRECT_ALIGNMENT` boundary, found
 /// inside a slightly larger allocation (no unsafe code, no allocator of its own). The
-/// allocation is reserved, not zeroed: each upload takes a fresh buffer, and zeroing its 1 MiB
-/// before the document overwrote it cost as much CPU as sealing (`memset` took 2.5 % of the
-/// server's samples under 16 submitting clients).
+/// allocation is reserved, not zeroed: zeroing 1 MiB for each upload before the document
+/// overwrote it cost as much CPU as sealing (`memset` took 2.5 % of the server's samples under
+/// 16 submitting clients).
 struct AlignedBuffer {
     /// `start` bytes of padding, then the content; never grows past its first allocation,
     /// so the content stays where it was aligned.
