@@ -675,47 +675,48 @@ pub fn print_accounts(config: &Config) {
     println!();
     // Every account's e-mail, role and organisation, in columns as wide as the longest.
     type Account = (String, &'static str, &'static str);
-    let mut sections: Vec<(&str, Vec<Account>)> = Vec::new();
-    sections.push((
-        "Sender side (administrations)",
-        ADMINISTRATIONS
-            .iter()
-            .flat_map(|administration| {
-                [
-                    (
-                        format!("agent.{}@{DEMO_DOMAIN}", administration.slug),
-                        "agent",
-                        administration.name,
-                    ),
-                    (
-                        format!("referent.{}@{DEMO_DOMAIN}", administration.slug),
-                        "référent",
-                        administration.name,
-                    ),
-                ]
-            })
-            .collect(),
-    ));
-    sections.push((
-        "Parquet side",
-        PARQUETS
-            .iter()
-            .flat_map(|(slug, _)| {
-                [
-                    (
-                        format!("greffe.{slug}@{DEMO_DOMAIN}"),
-                        "greffier (bureau d'ordre)",
-                        "",
-                    ),
-                    (format!("substitut.{slug}@{DEMO_DOMAIN}"), "magistrat", ""),
-                ]
-            })
-            .collect(),
-    ));
-    sections.push((
-        "Platform",
-        vec![(format!("admin@{DEMO_DOMAIN}"), "administrateur", "")],
-    ));
+    let sections: [(&str, Vec<Account>); 3] = [
+        (
+            "Sender side (administrations)",
+            ADMINISTRATIONS
+                .iter()
+                .flat_map(|administration| {
+                    [
+                        (
+                            format!("agent.{}@{DEMO_DOMAIN}", administration.slug),
+                            "agent",
+                            administration.name,
+                        ),
+                        (
+                            format!("referent.{}@{DEMO_DOMAIN}", administration.slug),
+                            "référent",
+                            administration.name,
+                        ),
+                    ]
+                })
+                .collect(),
+        ),
+        (
+            "Parquet side",
+            PARQUETS
+                .iter()
+                .flat_map(|(slug, _)| {
+                    [
+                        (
+                            format!("greffe.{slug}@{DEMO_DOMAIN}"),
+                            "greffier (bureau d'ordre)",
+                            "",
+                        ),
+                        (format!("substitut.{slug}@{DEMO_DOMAIN}"), "magistrat", ""),
+                    ]
+                })
+                .collect(),
+        ),
+        (
+            "Platform",
+            vec![(format!("admin@{DEMO_DOMAIN}"), "administrateur", "")],
+        ),
+    ];
     let width = sections
         .iter()
         .flat_map(|(_, rows)| rows.iter().map(|(email, _, _)| email.chars().count()))

@@ -478,6 +478,7 @@ impl Store {
             generation += 1;
             changed_months.insert(month);
         }
+        // Freed before the contributions are read (a million pairs after a bulk load).
         drop(sent);
         for (month, changes) in self.changed_contributions(&one_by_one).await? {
             let scope_ids = changes.scope_ids();

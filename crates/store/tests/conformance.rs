@@ -2177,6 +2177,19 @@ async fn email_choices_are_read_for_many_users_at_once(store: Store) {
     assert!(w.store.wanting_email(&[]).await.expect("none").is_empty());
 }
 
+/// A fresh PostgreSQL database seen by two servers: the world, on the first one's store, and
+/// the second one's store. `None`, with a notice, where no PostgreSQL is configured.
+async fn two_postgres_servers(test: &str) -> Option<(World, Store)> {
+    let Some(admin) = postgres_admin_url() else {
+        eprintln!("NOTICE: INFOPARQUET_TEST_POSTGRES_URL is not set: {test} skipped");
+        return None;
+    };
+    let (first, url) = fresh_postgres(&admin).await.expect("postgres");
+    let w = world(first).await;
+    let second = Store::connect(&url).await.expect("second server");
+    Some((w, second))
+}
+
 /// Two servers on one PostgreSQL database (a deployment of several instances): their batched
 /// writes, each creating and sending referrals, all succeed. Each batch takes the journal's
 /// head before anything else; without that, one server's batch held the head while waiting
@@ -2184,13 +2197,9 @@ async fn email_choices_are_read_for_many_users_at_once(store: Store) {
 /// broke the deadlock by failing a write. On a multi-threaded runtime, as servers run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_on_one_postgres_database_write_without_deadlocks() {
-    let Some(admin) = postgres_admin_url() else {
-        eprintln!("NOTICE: INFOPARQUET_TEST_POSTGRES_URL is not set: two-server test skipped");
+    let Some((w, second)) = two_postgres_servers("two-server test").await else {
         return;
     };
-    let (first, url) = fresh_postgres(&admin).await.expect("postgres");
-    let w = world(first).await;
-    let second = Store::connect(&url).await.expect("second server");
     let now = now();
     let mut writes = tokio::task::JoinSet::new();
     for n in 0..48 {
@@ -2233,13 +2242,9 @@ async fn two_servers_on_one_postgres_database_write_without_deadlocks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_two_servers_refreshing_the_indicators_at_once_count_each_change_once() {
     use domain::stats::{indicators, Scope};
-    let Some(admin) = postgres_admin_url() else {
-        eprintln!("NOTICE: INFOPARQUET_TEST_POSTGRES_URL is not set: two-refresh test skipped");
+    let Some((w, second)) = two_postgres_servers("two-refresh test").await else {
         return;
     };
-    let (first, url) = fresh_postgres(&admin).await.expect("postgres");
-    let w = world(first).await;
-    let second = Store::connect(&url).await.expect("second server");
     let sent = DateTime::parse_from_rfc3339("2026-05-04T09:00:00Z")
         .expect("instant")
         .with_timezone(&Utc);
